@@ -1,0 +1,88 @@
+import type { PciAddress } from '../core/pci-address.js';
+
+/**
+ * The read model of a host, produced by discovery (src/host/discover.ts) and consumed by the verdict
+ * logic, the planner, the device plugin and the agent's status report. Every value is immutable;
+ * absence is `undefined` (never -1 or "").
+ */
+
+export interface Bar {
+  readonly index: number; // 0-5 = BARs, 6 = expansion ROM
+  readonly start: bigint;
+  readonly end: bigint; // inclusive, as in /proc/iomem and the `resource` file
+  readonly flags: bigint;
+}
+
+export type GpuKind = 'vga' | '3d' | 'display' | 'accelerator';
+
+export interface PciFunction {
+  readonly address: PciAddress;
+  readonly vendorId: string; // 4 lower-case hex digits
+  readonly deviceId: string;
+  readonly subsystemVendorId: string | undefined;
+  readonly subsystemDeviceId: string | undefined;
+  readonly classCode: number; // 24-bit, e.g. 0x030000
+  readonly driver: string | undefined; // name of the bound driver (`driver` link basename)
+  readonly driverOverride: string | undefined; // undefined when "(null)" or empty
+  readonly iommuGroup: number | undefined;
+  readonly numaNode: number | undefined; // undefined when sysfs says -1
+  readonly bootVga: boolean | undefined; // undefined: no boot_vga file (not VGA class)
+  readonly resetMethods: readonly string[];
+  readonly sriovTotalVfs: number | undefined;
+  readonly sriovNumVfs: number | undefined;
+  readonly physfn: PciAddress | undefined; // set on SR-IOV virtual functions
+  readonly isBridge: boolean; // PCI-PCI / host bridges: vfio-pci refuses them, viability ignores them
+  readonly bars: readonly Bar[];
+  readonly vfioDevices: readonly string[]; // `vfio-dev/vfioN` entries (iommufd cdevs)
+}
+
+export interface IommuGroup {
+  readonly id: number;
+  readonly members: readonly PciAddress[]; // sorted
+}
+
+/** Platform framebuffer device registered by sysfb (efifb/vesafb/simplefb/simpledrm drive it). */
+export interface Framebuffer {
+  readonly device: string; // platform device name, e.g. `efi-framebuffer.0`
+  readonly type: 'efi-framebuffer' | 'simple-framebuffer' | 'vesa-framebuffer' | 'vga-framebuffer' | 'platform-framebuffer' | 'other';
+  readonly driver: string | undefined; // platform driver dir name bound to it, e.g. `efi-framebuffer`
+  readonly claim: string | undefined; // the /proc/iomem claim name: efifb, simpledrm, vesafb, BOOTFB, ...
+  readonly range: { readonly start: bigint; readonly end: bigint } | undefined;
+  /** The GPU BAR the framebuffer memory lies in, when it lies in one. */
+  readonly owner: { readonly address: PciAddress; readonly bar: number } | undefined;
+}
+
+export interface VtConsole {
+  readonly name: string; // vtcon0, vtcon1, ...
+  readonly description: string; // e.g. "(M) frame buffer device"
+  readonly bound: boolean;
+  readonly kind: 'fbcon' | 'vgacon' | 'dummy' | 'other';
+}
+
+export interface KernelInfo {
+  readonly release: string | undefined; // /proc/sys/kernel/osrelease
+  readonly major: number | undefined;
+  readonly minor: number | undefined;
+}
+
+export interface Gpu {
+  readonly fn: PciFunction;
+  readonly kind: GpuKind;
+  /** Other endpoints of the same physical card (audio, USB, UCSI), found by slot and device links. */
+  readonly companions: readonly PciAddress[];
+  readonly isBootGpu: boolean; // boot_vga=1 (or boot_display) or owner of the firmware framebuffer
+  readonly framebuffers: readonly string[]; // platform framebuffer devices lying in this GPU's BARs
+}
+
+export interface HostSnapshot {
+  readonly kernel: KernelInfo;
+  readonly iommuEnabled: boolean;
+  readonly vfioPci: { readonly loaded: boolean; readonly loadable: boolean };
+  readonly iommufd: boolean; // /dev/iommu present
+  readonly vfioGroupNodes: readonly number[]; // /dev/vfio/<N> present, sorted numerically
+  readonly functions: readonly PciFunction[]; // every PCI function, sorted by address
+  readonly groups: readonly IommuGroup[]; // sorted numerically
+  readonly gpus: readonly Gpu[]; // sorted by address
+  readonly framebuffers: readonly Framebuffer[];
+  readonly vtconsoles: readonly VtConsole[];
+}
