@@ -27,6 +27,8 @@ export interface PciFunction {
   readonly iommuGroup: number | undefined;
   readonly numaNode: number | undefined; // undefined when sysfs says -1
   readonly bootVga: boolean | undefined; // undefined: no boot_vga file (not VGA class)
+  /** `boot_display` (newer kernels, any display class): true when the file exists and reads 1. */
+  readonly bootDisplay?: boolean | undefined;
   readonly resetMethods: readonly string[];
   readonly sriovTotalVfs: number | undefined;
   readonly sriovNumVfs: number | undefined;
@@ -50,6 +52,8 @@ export interface Framebuffer {
   readonly range: { readonly start: bigint; readonly end: bigint } | undefined;
   /** The GPU BAR the framebuffer memory lies in, when it lies in one. */
   readonly owner: { readonly address: PciAddress; readonly bar: number } | undefined;
+  /** The PCI device sysfb parented the platform device to (its sysfs directory nests under it), if any. */
+  readonly parent?: PciAddress | undefined;
 }
 
 export interface VtConsole {

@@ -38,3 +38,81 @@ export const noopReconcileRecorder: ReconcileRecorder = {
   queueDepth: () => undefined,
   leader: () => undefined,
 };
+
+// ---------------------------------------------------------------------------------------------
+// Closed label vocabularies. Metric labels must stay bounded: whatever a caller passes that is not
+// in these lists is recorded as 'other' by src/metrics/metrics.ts, never as free text.
+// ---------------------------------------------------------------------------------------------
+
+/** Per-GPU phases, as in NodeGpuPassthrough status.gpus[].phase. */
+export const GPU_PHASES = ['Host', 'Preparing', 'Ready', 'Releasing', 'Failed'] as const;
+export type GpuPhase = (typeof GPU_PHASES)[number];
+
+/**
+ * Reason codes a handoff attempt may finish with: 'none' for success, the error codes of
+ * src/core/errors.ts, and the inspect verdict reason codes. Anything else becomes 'other'.
+ */
+export const HANDOFF_REASONS = [
+  'none',
+  'INVALID_ARGUMENT',
+  'NOT_FOUND',
+  'NOT_A_GPU',
+  'BLOCKED',
+  'IN_USE',
+  'HOST_READ_FAILED',
+  'HOST_WRITE_FAILED',
+  'TIMEOUT',
+  'VERIFY_FAILED',
+  'JOURNAL',
+  'PROFILE_INVALID',
+  'KUBELET',
+  'KUBE_API',
+  'CONFLICT',
+  'INTERNAL',
+  'IOMMU_OFF',
+  'FOREIGN_DEVICE',
+  'BOOT_GPU_NOT_PERMITTED',
+  'VFIO_PCI_MISSING',
+  'SRIOV_VFS_ENABLED',
+  'HOST_DRIVER_BUSY',
+  'NO_IOMMU_GROUP',
+  'other',
+] as const;
+export type HandoffReason = (typeof HANDOFF_REASONS)[number];
+
+/** Why the device plugin registered with kubelet again. */
+export const REREGISTRATION_TRIGGERS = ['kubelet_restart', 'socket_removed', 'signal', 'retry', 'devices_changed', 'other'] as const;
+export type ReregistrationTrigger = (typeof REREGISTRATION_TRIGGERS)[number];
+
+/**
+ * State of the firmware framebuffer (efifb/simpledrm/vesafb) on this node:
+ * 'host' = registered and driven on the host, 'released' = we removed it to hand its GPU over,
+ * 'none' = the node has none (headless, or `nofb`/`video=efifb:off`).
+ */
+export const FRAMEBUFFER_STATES = ['host', 'released', 'none'] as const;
+export type FramebufferState = (typeof FRAMEBUFFER_STATES)[number];
+
+/** The agent's view of its GPUs, published as whole snapshots so that vanished combinations drop to zero. */
+export interface GpuStateRecorder {
+  gpuPhases(counts: readonly { phase: GpuPhase; resource: string; count: number }[]): void;
+}
+
+/** Host console state: whether the firmware framebuffer and fbcon are still on the host. */
+export interface HostConsoleRecorder {
+  framebuffer(state: FramebufferState): void;
+  /** Number of virtual consoles bound to a framebuffer console (fbcon). */
+  consolesBound(count: number): void;
+}
+
+/** Operator view of one GpuPassthrough policy. Policy names are cluster objects: bounded by what admins create. */
+export interface PolicyRecorder {
+  policy(name: string, state: { nodesDesired: number; nodesReady: number; degraded: boolean }): void;
+  policyRemoved(name: string): void;
+}
+
+export type AgentRecorder = HandoffRecorder & PluginRecorder & GpuStateRecorder & HostConsoleRecorder;
+export type OperatorRecorder = ReconcileRecorder & PolicyRecorder;
+
+export const noopGpuStateRecorder: GpuStateRecorder = { gpuPhases: () => undefined };
+export const noopHostConsoleRecorder: HostConsoleRecorder = { framebuffer: () => undefined, consolesBound: () => undefined };
+export const noopPolicyRecorder: PolicyRecorder = { policy: () => undefined, policyRemoved: () => undefined };

@@ -1,0 +1,58 @@
+import { realClock } from '../core/clock.js';
+import type { Logger } from '../core/logger.js';
+import { HandoffEngine } from '../handoff/engine.js';
+import type { HandoffRecorder } from '../metrics/recorders.js';
+import { loadBuiltinProfile, loadProfileFile } from '../profiles/load.js';
+import { NodeHost } from '../sysfs/node-host.js';
+import type { HostPort } from '../sysfs/port.js';
+import { SimulatedKernel } from '../sysfs/simulated-kernel.js';
+import { FileStateStore } from '../state/file-state-store.js';
+import { MemoryStateStore, type StateStore } from '../state/journal.js';
+
+export interface HostOptions {
+  readonly hostRoot: string;
+  readonly stateDir: string;
+  readonly profile?: string;
+}
+
+/**
+ * Composition of the engine's I/O: the real host rooted at --host-root, or a simulated kernel built
+ * from --profile (a built-in name or a YAML file), whose changes live only for this process.
+ */
+export async function openHost(opts: HostOptions): Promise<{ host: HostPort; store: StateStore; simulated: boolean }> {
+  if (opts.profile) {
+    const profile = /[/.]/.test(opts.profile) && opts.profile.endsWith('.yaml') ? await loadProfileFile(opts.profile) : await loadBuiltinProfile(opts.profile);
+    return { host: new SimulatedKernel(profile), store: new MemoryStateStore(), simulated: true };
+  }
+  return { host: new NodeHost({ root: opts.hostRoot }), store: new FileStateStore({ dir: opts.stateDir }), simulated: false };
+}
+
+export function createEngine(
+  host: HostPort,
+  store: StateStore,
+  logger: Logger,
+  opts: { simulated: boolean; recorder?: HandoffRecorder; afterStep?: (n: number) => void },
+): HandoffEngine {
+  return new HandoffEngine({
+    host,
+    store,
+    clock: realClock,
+    logger,
+    recorder: opts.recorder,
+    scanDeviceUsers: !opts.simulated,
+    afterStep: opts.afterStep,
+  });
+}
+
+/**
+ * Test hook for the kernel e2e tests: with VFIO_HANDOFF_TEST_HOOKS=1 and VFIO_HANDOFF_CRASH_AFTER_STEP=k
+ * the process SIGKILLs itself right after step k is journaled — a real crash, not an exception.
+ */
+export function crashHookFromEnv(env: NodeJS.ProcessEnv): ((n: number) => void) | undefined {
+  if (env.VFIO_HANDOFF_TEST_HOOKS !== '1') return undefined;
+  const k = Number(env.VFIO_HANDOFF_CRASH_AFTER_STEP);
+  if (!Number.isInteger(k) || k < 1) return undefined;
+  return (n) => {
+    if (n === k) process.kill(process.pid, 'SIGKILL');
+  };
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from 'commander';
+import { InvalidArgumentError } from '../core/errors.js';
+import { parseSelectors } from '../handoff/select.js';
+import type { Selection } from '../handoff/engine.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
+import { handoffJson, handoffText, inspectJson, inspectText } from './format.js';
+import { crashHookFromEnv, createEngine, openHost } from './host.js';
+import { createLogger } from './logger.js';
+import { VERSION } from './version.js';
+
+interface GlobalOpts {
+  hostRoot: string;
+  stateDir: string;
+  profile?: string;
+  json?: boolean;
+  logLevel: string;
+}
+
+function hostOptions(cmd: Command): Command {
+  return cmd
+    .option('--host-root <dir>', 'where the host filesystem is mounted (the DaemonSet mounts it at /host)', '/')
+    .option('--state-dir <dir>', 'journal and records of what prepare changed', '/var/lib/vfio-handoff')
+    .addOption(new Option('--profile <name|file>', 'run against a simulated kernel built from a host profile instead of the real host'))
+    .option('--json', 'machine-readable output')
+    .option('--log-level <level>', 'log level for stderr JSON logs', 'warn');
+}
+
+function selection(selectors: string[], all: boolean | undefined): Selection {
+  if (all && selectors.length > 0) throw new InvalidArgumentError('give GPU selectors or --all, not both');
+  if (!all && selectors.length === 0) throw new InvalidArgumentError('name the GPUs (PCI address or vendor:device) or pass --all');
+  return all ? { all: true } : { all: false, selectors: parseSelectors(selectors) };
+}
+
+export function buildProgram(out: (s: string) => void = (s) => process.stdout.write(s)): Command {
+  const program = new Command('vfio-handoff')
+    .description('Hand whole GPUs (boot GPU included) to vfio-pci for KubeVirt passthrough, and give them back.')
+    .version(VERSION)
+    .exitOverride()
+    .configureOutput({ writeOut: out, writeErr: (s) => process.stderr.write(s) });
+
+  hostOptions(program.command('inspect'))
+    .description('explain, per GPU, whether it can be passed through and why not (read-only)')
+    .option('--allow-boot-gpu', 'judge the boot GPU as if --allow-boot-gpu were given to prepare')
+    .action(async (opts: GlobalOpts & { allowBootGpu?: boolean }) => {
+      const logger = createLogger(opts.logLevel);
+      const { host, store, simulated } = await openHost(opts);
+      const engine = createEngine(host, store, logger, { simulated });
+      const report = await engine.inspect({ allowBootGpu: opts.allowBootGpu ?? false });
+      out(opts.json ? JSON.stringify(inspectJson(report), null, 2) + '\n' : inspectText(report));
+    });
+
+  hostOptions(program.command('prepare'))
+    .description('move each selected GPU and its whole IOMMU group to vfio-pci')
+    .argument('[gpus...]', 'PCI addresses (0000:65:00.0) or vendor:device ids (10de:2331)')
+    .option('--all', 'every GPU whose verdict allows it (blocked ones are skipped and listed)')
+    .option('--allow-boot-gpu', 'also take the boot GPU (its firmware console goes dark)')
+    .option('--dry-run', 'print the plan, change nothing')
+    .action(async (gpus: string[], opts: GlobalOpts & { all?: boolean; allowBootGpu?: boolean; dryRun?: boolean }) => {
+      const sel = selection(gpus, opts.all);
+      const logger = createLogger(opts.logLevel);
+      const { host, store, simulated } = await openHost(opts);
+      const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env) });
+      const report = await engine.prepare(sel, { allowBootGpu: opts.allowBootGpu ?? false, dryRun: opts.dryRun ?? false });
+      out(opts.json ? JSON.stringify(handoffJson(report), null, 2) + '\n' : handoffText(report));
+      if (report.outcomes.some((o) => o.outcome === 'failed' || o.outcome === 'rolled_back')) process.exitCode = EXIT.HOST_FAILURE;
+    });
+
+  hostOptions(program.command('release'))
+    .description('give each selected GPU and its IOMMU group back to the host drivers')
+    .argument('[gpus...]', 'PCI addresses or vendor:device ids')
+    .option('--all', 'every GPU on vfio-pci or prepared by vfio-handoff')
+    .option('--force', 'release even if a process (a VM) holds /dev/vfio/<group>')
+    .option('--dry-run', 'print the plan, change nothing')
+    .action(async (gpus: string[], opts: GlobalOpts & { all?: boolean; force?: boolean; dryRun?: boolean }) => {
+      const sel = selection(gpus, opts.all);
+      const logger = createLogger(opts.logLevel);
+      const { host, store, simulated } = await openHost(opts);
+      const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env) });
+      const report = await engine.release(sel, { force: opts.force ?? false, dryRun: opts.dryRun ?? false });
+      out(opts.json ? JSON.stringify(handoffJson(report), null, 2) + '\n' : handoffText(report));
+      if (report.outcomes.some((o) => o.outcome === 'failed' || o.outcome === 'rolled_back')) process.exitCode = EXIT.HOST_FAILURE;
+    });
+
+  program
+    .command('demo')
+    .description('run inspect → prepare → release on built-in simulated hosts')
+    .action(async () => {
+      const { runDemo } = await import('./demo.js');
+      await runDemo(out);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? EXIT.OK : EXIT.INVALID_ARGUMENT;
+    }
+    const code = exitCodeFor(err);
+    const e = err as { code?: string; message?: string; reasons?: unknown };
+    if (process.argv.includes('--json')) {
+      process.stdout.write(JSON.stringify({ error: { code: e.code ?? 'INTERNAL', message: e.message ?? String(err), ...(e.reasons ? { reasons: e.reasons } : {}) } }, null, 2) + '\n');
+    }
+    process.stderr.write(`vfio-handoff: ${e.message ?? String(err)}\n`);
+    if (code === EXIT.INTERNAL && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
+    return code;
+  }
+}
+
+// Run when executed directly (not when imported by tests).
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/cli/main.js')) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

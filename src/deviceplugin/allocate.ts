@@ -1,0 +1,83 @@
+import { BlockedError, InvalidArgumentError } from '../core/errors.js';
+import type { HostSnapshot } from '../host/model.js';
+import type { ContainerAllocateResponse, DeviceSpec } from './api.js';
+import { notReadyReason } from './devices.js';
+import type { NotReadyReason, PluginDevice } from './devices.js';
+import { pciResourceEnvVar } from './resources.js';
+
+/**
+ * Allocate, as a pure function of the freshest host state we have. kubelet checkpoints the response and
+ * replays it on every container restart without asking again (protocol.md §2.5), so everything in it —
+ * device nodes and the env value — must stay valid for the pod's lifetime: addresses and group numbers
+ * are stable while the GPU stays on vfio-pci.
+ */
+
+const VFIO_CONTAINER = '/dev/vfio/vfio';
+const IOMMUFD = '/dev/iommu';
+const PERMISSIONS = 'mrw';
+
+const spec = (path: string): DeviceSpec => ({ container_path: path, host_path: path, permissions: PERMISSIONS });
+
+/** Fresh per-device answers (see revalidate.ts) that override the snapshot's view of readiness. */
+export type FreshReadiness = ReadonlyMap<string, NotReadyReason | undefined>;
+
+/**
+ * One ContainerAllocateResponse for one container request.
+ * - unknown IDs (not advertised under `resource`) and duplicates → `InvalidArgumentError`;
+ * - a device that is no longer ready → `BlockedError` (reason codes in `reasons`).
+ * DeviceSpecs: `/dev/vfio/vfio` + `/dev/vfio/<group>` per group (deduplicated, request order); with
+ * iommufd also `/dev/iommu` + `/dev/vfio/devices/vfioN` for every vfio-bound function of those groups.
+ * Env `PCI_RESOURCE_<RESOURCE>` = the requested GPU addresses only, in request order: KubeVirt pops them
+ * positionally, so an audio sibling in the list would be taken for the next GPU (protocol.md §3.2).
+ */
+export function buildContainerAllocateResponse(
+  snapshot: HostSnapshot,
+  resource: string,
+  advertised: readonly PluginDevice[],
+  deviceIds: readonly string[],
+  fresh: FreshReadiness = new Map(),
+): ContainerAllocateResponse {
+  if (deviceIds.length === 0) throw new InvalidArgumentError(`allocate for ${resource}: the container request lists no devices`);
+  const known = new Set<string>(advertised.map((d) => d.id));
+  const seen = new Set<string>();
+  const groups: number[] = [];
+  const blocked: { code: string; message: string }[] = [];
+  for (const id of deviceIds) {
+    if (seen.has(id)) throw new InvalidArgumentError(`allocate for ${resource}: device ${id} is requested twice`);
+    seen.add(id);
+    const gpu = snapshot.gpus.find((g) => g.fn.address === id);
+    if (!known.has(id) || !gpu) {
+      throw new InvalidArgumentError(`allocate for ${resource}: unknown device ${JSON.stringify(id)} (not a device this plugin advertises)`);
+    }
+    const reason = fresh.has(id) ? fresh.get(id) : notReadyReason(snapshot, gpu);
+    if (reason !== undefined) {
+      blocked.push({ code: reason, message: `device ${id} is no longer ready for passthrough (${reason})` });
+      continue;
+    }
+    const group = gpu.fn.iommuGroup!;
+    if (!groups.includes(group)) groups.push(group);
+  }
+  if (blocked.length > 0) {
+    throw new BlockedError(`allocate for ${resource}: ${blocked.map((b) => b.message).join('; ')}`, blocked);
+  }
+
+  const devices: DeviceSpec[] = [spec(VFIO_CONTAINER), ...groups.map((g) => spec(`/dev/vfio/${g}`))];
+  if (snapshot.iommufd) {
+    devices.push(spec(IOMMUFD));
+    for (const g of groups) {
+      const members = snapshot.groups.find((x) => x.id === g)?.members ?? [];
+      for (const fn of snapshot.functions) {
+        if (!members.includes(fn.address) || fn.driver !== 'vfio-pci') continue;
+        for (const cdev of fn.vfioDevices) devices.push(spec(`/dev/vfio/devices/${cdev}`));
+      }
+    }
+  }
+  const unique = devices.filter((d, i) => devices.findIndex((x) => x.host_path === d.host_path) === i);
+  return {
+    envs: { [pciResourceEnvVar(resource)]: deviceIds.join(',') },
+    mounts: [],
+    devices: unique,
+    annotations: {},
+    cdi_devices: [],
+  };
+}

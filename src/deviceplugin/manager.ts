@@ -1,0 +1,279 @@
+import { join } from 'node:path';
+import type { Clock } from '../core/clock.js';
+import { ConflictError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Gpu, HostSnapshot } from '../host/model.js';
+import type { PluginRecorder } from '../metrics/recorders.js';
+import type { HostReader } from '../sysfs/port.js';
+import { buildContainerAllocateResponse } from './allocate.js';
+import { KUBELET_SOCKET, loadDevicePluginApi } from './api.js';
+import type { AllocateRequest, AllocateResponse, DevicePluginApi, PreferredAllocationRequest, PreferredAllocationResponse } from './api.js';
+import { computeDeviceSets, diffDeviceSets, toWireDevice } from './devices.js';
+import type { DeviceSets, PluginDevice } from './devices.js';
+import { ResourcePlugin } from './lifecycle.js';
+import type { Backoff } from './lifecycle.js';
+import { PciIds } from './pci-ids.js';
+import { preferredAllocation } from './preferred.js';
+import { revalidateDevices } from './revalidate.js';
+import { compileResourceConfig, defaultResourceName, overrideFor, socketFileName } from './resources.js';
+import type { ResourceConfig, ResourceNamer } from './resources.js';
+import { nodeSocketDir } from './socket-dir.js';
+import type { DirWatch, SocketDir } from './socket-dir.js';
+
+export interface DevicePluginManagerDeps {
+  /** Reads the host: pci.ids for names, and the few links Allocate re-checks. Never written to. */
+  readonly reader: HostReader;
+  /** One discovery pass (the engine's `discoverHost`); the only source of devices. */
+  readonly scan: () => Promise<HostSnapshot>;
+  readonly pluginDir: string;
+  readonly resourceConfig?: ResourceConfig;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly recorder: PluginRecorder;
+  /** Periodic rescan; with the default 500 ms a host change reaches kubelet well within 1 s. */
+  readonly rescanIntervalMs?: number;
+  /** Fallback poll of the plugin dir for when inotify misses a kubelet restart. */
+  readonly socketCheckIntervalMs?: number;
+  readonly socketDir?: SocketDir;
+  readonly api?: DevicePluginApi;
+  readonly backoff?: Backoff;
+  readonly registerTimeoutMs?: number;
+}
+
+/**
+ * Owns one ResourcePlugin per resource: rescans the host, diffs the device sets, starts servers for
+ * resources that appear, pushes ListAndWatch updates on change only, and stops servers whose resource
+ * vanished. Also watches the plugin directory for kubelet restarts.
+ */
+export class DevicePluginManager {
+  private readonly plugins = new Map<string, ResourcePlugin>();
+  private sets: DeviceSets = new Map();
+  private snapshot: HostSnapshot | undefined;
+  private readonly names = new Map<string, string>(); // GPU address → resource name
+  private readonly namer: ResourceNamer;
+  private readonly pciIds: PciIds;
+  private readonly socketDir: SocketDir;
+  private readonly api: DevicePluginApi;
+  private readonly abort = new AbortController();
+  private dirWatch: DirWatch | undefined;
+  private scanning: Promise<void> | undefined;
+  private rescanAgain = false;
+  private loops: Promise<void>[] = [];
+  private stopped = false;
+
+  constructor(private readonly deps: DevicePluginManagerDeps) {
+    this.namer = compileResourceConfig(deps.resourceConfig);
+    this.pciIds = new PciIds({ reader: deps.reader });
+    this.socketDir = deps.socketDir ?? nodeSocketDir;
+    this.api = deps.api ?? loadDevicePluginApi();
+  }
+
+  /** First scan, one server + registration per resource, then the watch/rescan loops. */
+  async start(): Promise<void> {
+    await this.rescan();
+    this.dirWatch = this.socketDir.watch(this.deps.pluginDir, (name) => {
+      if (name === undefined || name === KUBELET_SOCKET || name.startsWith('vfio-handoff-')) void this.checkSockets();
+    });
+    this.loops.push(this.every(this.deps.rescanIntervalMs ?? 500, () => this.rescan()));
+    this.loops.push(this.every(this.deps.socketCheckIntervalMs ?? 1000, () => this.checkSockets()));
+  }
+
+  /** Current advertised devices per resource (for status reports and tests). */
+  deviceSets(): DeviceSets {
+    return this.sets;
+  }
+
+  plugin(resource: string): ResourcePlugin | undefined {
+    return this.plugins.get(resource);
+  }
+
+  /** Rescans now (coalesced with a scan already running: that one is followed by exactly one more). */
+  rescan(): Promise<void> {
+    if (this.scanning) {
+      this.rescanAgain = true;
+      return this.scanning;
+    }
+    this.scanning = (async () => {
+      try {
+        do {
+          this.rescanAgain = false;
+          await this.rescanOnce();
+        } while (this.rescanAgain && !this.stopped);
+      } finally {
+        this.scanning = undefined;
+      }
+    })();
+    return this.scanning;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    this.dirWatch?.close();
+    await Promise.allSettled(this.loops);
+    await this.scanning?.catch(() => undefined);
+    await Promise.all([...this.plugins.values()].map((p) => p.stop()));
+    this.plugins.clear();
+  }
+
+  private async rescanOnce(): Promise<void> {
+    if (this.stopped) return;
+    const snapshot = await this.deps.scan();
+    await this.nameGpus(snapshot.gpus);
+    const next = computeDeviceSets(snapshot, (g) => this.names.get(g.fn.address), this.sets);
+    const diff = diffDeviceSets(this.sets, next);
+    this.snapshot = snapshot;
+    const previous = this.sets;
+    this.sets = next;
+    for (const resource of [...diff.added, ...diff.changed]) this.report(resource, next.get(resource) ?? []);
+    for (const resource of diff.changed) this.plugins.get(resource)?.update(next.get(resource)!.map(toWireDevice));
+    for (const resource of diff.removed) {
+      const plugin = this.plugins.get(resource);
+      this.plugins.delete(resource);
+      this.report(resource, []);
+      if (plugin) {
+        // Tell kubelet the devices are gone before the stream closes, so capacity drops now rather
+        // than after its 5-minute grace period.
+        plugin.update([]);
+        await plugin.stop();
+      }
+      this.deps.logger.info({ resource, had: previous.get(resource)?.length ?? 0 }, 'resource vanished; plugin stopped');
+    }
+    const started = await Promise.allSettled(diff.added.map((resource) => this.startPlugin(resource)));
+    const failed = diff.added.filter((_, i) => started[i]!.status === 'rejected');
+    if (failed.length > 0) {
+      // Forget them so the next scan tries again (a conflicting instance may have gone away).
+      const kept = new Map(this.sets);
+      for (const r of failed) kept.delete(r);
+      this.sets = kept;
+      throw (started.find((r): r is PromiseRejectedResult => r.status === 'rejected')!).reason;
+    }
+  }
+
+  private async startPlugin(resource: string): Promise<void> {
+    const plugin = new ResourcePlugin({
+      resource,
+      pluginDir: this.deps.pluginDir,
+      socketFile: socketFileName(resource),
+      api: this.api,
+      socketDir: this.socketDir,
+      clock: this.deps.clock,
+      logger: this.deps.logger.child({ resource }),
+      recorder: this.deps.recorder,
+      backoff: this.deps.backoff,
+      registerTimeoutMs: this.deps.registerTimeoutMs,
+      handlers: {
+        devices: () => (this.sets.get(resource) ?? []).map(toWireDevice),
+        allocate: (req) => this.allocate(resource, req),
+        preferred: (req) => this.preferred(resource, req),
+      },
+    });
+    this.plugins.set(resource, plugin);
+    try {
+      await plugin.start();
+    } catch (err) {
+      this.plugins.delete(resource);
+      if (err instanceof ConflictError) this.deps.logger.error({ resource, err: err.message }, 'refusing to start');
+      throw err;
+    }
+  }
+
+  private async allocate(resource: string, req: AllocateRequest): Promise<AllocateResponse> {
+    try {
+      const snapshot = this.snapshot;
+      if (!snapshot) throw new ConflictError('no host snapshot yet');
+      const advertised: readonly PluginDevice[] = this.sets.get(resource) ?? [];
+      const ids = req.container_requests.flatMap((c) => c.devices_ids);
+      // Fresh host state for exactly the requested devices, read now (kubelet keeps the answer forever).
+      const fresh = await revalidateDevices(this.deps.reader, snapshot, ids);
+      if ([...fresh.values()].some((r) => r !== undefined)) void this.rescan().catch(() => undefined);
+      const response: AllocateResponse = {
+        container_responses: req.container_requests.map((c) => buildContainerAllocateResponse(snapshot, resource, advertised, c.devices_ids, fresh)),
+      };
+      this.deps.recorder.allocate(resource, true);
+      return response;
+    } catch (err) {
+      this.deps.recorder.allocate(resource, false);
+      throw err;
+    }
+  }
+
+  private preferred(resource: string, req: PreferredAllocationRequest): PreferredAllocationResponse {
+    const numa = new Map((this.sets.get(resource) ?? []).map((d) => [d.id as string, d.numaNode]));
+    return {
+      container_responses: req.container_requests.map((c) => ({
+        deviceIDs: preferredAllocation(
+          { available: c.available_deviceIDs, mustInclude: c.must_include_deviceIDs, size: c.allocation_size },
+          (id) => numa.get(id),
+        ),
+      })),
+    };
+  }
+
+  private async nameGpus(gpus: readonly Gpu[]): Promise<void> {
+    for (const gpu of gpus) {
+      if (this.names.has(gpu.fn.address)) continue;
+      const name =
+        overrideFor(this.namer, gpu.fn) ??
+        defaultResourceName(gpu.fn, await this.pciIds.deviceName(gpu.fn.vendorId, gpu.fn.deviceId));
+      this.names.set(gpu.fn.address, name);
+    }
+  }
+
+  private report(resource: string, devices: readonly PluginDevice[]): void {
+    const healthy = devices.filter((d) => d.health === 'Healthy').length;
+    this.deps.recorder.devices(resource, healthy, devices.length - healthy);
+  }
+
+  private async checkSockets(): Promise<void> {
+    await Promise.all([...this.plugins.values()].map((p) => p.check().catch(() => undefined)));
+  }
+
+  private async every(ms: number, fn: () => Promise<void>): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.deps.clock.sleep(ms, this.abort.signal);
+      } catch {
+        return;
+      }
+      try {
+        await fn();
+      } catch (err) {
+        this.deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'device plugin background task failed');
+      }
+    }
+  }
+}
+
+export interface StartDevicePluginsDeps extends DevicePluginManagerDeps {
+  readonly resourceConfig: ResourceConfig;
+  readonly rescanIntervalMs: number;
+}
+
+export interface RunningDevicePlugins {
+  /** Stops serving cleanly (sockets closed, streams ended). Never touches GPU bindings. */
+  stop(): Promise<void>;
+  /** Rescans the host now (e.g. right after the engine prepared a GPU). */
+  rescan(): Promise<void>;
+  /** resource → advertised devices (id, health, group, NUMA). */
+  deviceSets(): DeviceSets;
+  readonly manager: DevicePluginManager;
+}
+
+/**
+ * Composition helper for the CLI (`plugin` and `agent`): builds the manager over the real socket
+ * directory and starts it. Rejects with `ConflictError` when another live instance owns a socket.
+ */
+export async function startDevicePlugins(deps: StartDevicePluginsDeps): Promise<RunningDevicePlugins> {
+  const manager = new DevicePluginManager(deps);
+  try {
+    await manager.start();
+  } catch (err) {
+    await manager.stop();
+    throw err;
+  }
+  return { stop: () => manager.stop(), rescan: () => manager.rescan(), deviceSets: () => manager.deviceSets(), manager };
+}
+
+/** The default plugin directory kubelet serves `kubelet.sock` in. */
+export const DEFAULT_PLUGIN_DIR = join('/var/lib/kubelet/device-plugins');

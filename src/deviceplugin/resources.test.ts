@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from '../core/errors.js';
+import { fn } from '../../test/support/deviceplugin-snapshots.js';
+import {
+  compileResourceConfig,
+  defaultResourceName,
+  extendedResourceNameProblem,
+  isExtendedResourceName,
+  nvidiaStyleName,
+  overrideFor,
+  pciResourceEnvVar,
+  socketFileName,
+} from './resources.js';
+
+describe(nvidiaStyleName.name, () => {
+  it.each([
+    ['TU104GL [Tesla T4]', 'TU104GL_TESLA_T4'],
+    ['GA102 [GeForce RTX 3090]', 'GA102_GEFORCE_RTX_3090'],
+    ['AD102GL [L40S]', 'AD102GL_L40S'],
+    ['GH100 [H100 SXM5 80GB]', 'GH100_H100_SXM5_80GB'],
+    ['GP104GL [Tesla P4/P6]', 'GP104GL_TESLA_P4_P6'],
+    ['GK110B [GeForce GTX 780 Ti 3.5GB]', 'GK110B_GEFORCE_GTX_780_TI_3_5GB'],
+    ['  Navi 21  [Radeon   RX 6800/6800 XT / 6900 XT] ', 'NAVI_21_RADEON_RX_6800_6800_XT___6900_XT'],
+    ['TU102 [GeForce RTX 2080 Ti Rev. A]', 'TU102_GEFORCE_RTX_2080_TI_REV__A'],
+  ])('%s → %s', (input, expected) => {
+    expect(nvidiaStyleName(input)).toBe(expected);
+  });
+});
+
+describe(extendedResourceNameProblem.name, () => {
+  it.each([
+    ['nvidia.com/TU104GL_Tesla_T4', true],
+    ['nvidia.com/GA102_GEFORCE_RTX_3090', true],
+    ['handoff.dev/10de-2204', true],
+    ['example.com/gpu-a', true],
+    ['gpu', false], // native: no domain
+    ['kubernetes.io/gpu', false],
+    ['requests.nvidia.com/gpu', false],
+    ['Nvidia.com/gpu', false], // upper-case domain
+    ['nvidia_com/gpu', false],
+    ['nvidia.com/', false],
+    ['nvidia.com/_GPU', false],
+    ['nvidia.com/GPU_', false],
+    ['nvidia.com/a/b', false],
+    [`nvidia.com/${'A'.repeat(63)}`, true],
+    [`nvidia.com/${'A'.repeat(64)}`, false],
+  ])('%s valid=%s', (name, valid) => {
+    expect(isExtendedResourceName(name)).toBe(valid);
+  });
+});
+
+describe(defaultResourceName.name, () => {
+  it('uses the vendor domain and the NVIDIA-style pci.ids name', () => {
+    expect(defaultResourceName({ vendorId: '10de', deviceId: '1eb8' }, 'TU104GL [Tesla T4]')).toBe('nvidia.com/TU104GL_TESLA_T4');
+    expect(defaultResourceName({ vendorId: '1002', deviceId: '73bf' }, 'Navi 21 [Radeon RX 6800/6800 XT / 6900 XT]')).toBe(
+      'amd.com/NAVI_21_RADEON_RX_6800_6800_XT___6900_XT',
+    );
+    expect(defaultResourceName({ vendorId: '8086', deviceId: '56a0' }, 'DG2 [Arc A770]')).toBe('intel.com/DG2_ARC_A770');
+    expect(defaultResourceName({ vendorId: '1a03', deviceId: '2000' }, 'ASPEED Graphics Family')).toBe('handoff.dev/ASPEED_GRAPHICS_FAMILY');
+  });
+
+  it('falls back to handoff.dev/<vendor>-<device> without a usable name', () => {
+    expect(defaultResourceName({ vendorId: '10de', deviceId: '2331' }, undefined)).toBe('handoff.dev/10de-2331');
+    expect(defaultResourceName({ vendorId: '10de', deviceId: '2331' }, 'Foo Ltd.')).toBe('handoff.dev/10de-2331'); // ends in "_"
+    expect(defaultResourceName({ vendorId: '10de', deviceId: '2331' }, '[]')).toBe('handoff.dev/10de-2331');
+    expect(defaultResourceName({ vendorId: '10de', deviceId: '2331' }, 'X'.repeat(70))).toBe('handoff.dev/10de-2331');
+  });
+});
+
+describe(compileResourceConfig.name, () => {
+  const namer = compileResourceConfig({
+    overrides: [
+      { class: '0x0302', resourceName: 'example.com/compute' },
+      { vendorDevice: '10DE:2204', resourceName: 'example.com/rtx3090' },
+      { address: '0000:41:00.0', resourceName: 'example.com/the-one' },
+    ],
+  });
+
+  it('prefers address over vendor:device over class', () => {
+    expect(overrideFor(namer, fn({ address: '0000:41:00.0', deviceId: '2204', gpu: {} }))).toBe('example.com/the-one');
+    expect(overrideFor(namer, fn({ address: '0000:01:00.0', deviceId: '2204', gpu: {} }))).toBe('example.com/rtx3090');
+    expect(overrideFor(namer, fn({ address: '0000:02:00.0', deviceId: '20b0', classCode: 0x030200, gpu: {} }))).toBe('example.com/compute');
+    expect(overrideFor(namer, fn({ address: '0000:02:00.0', deviceId: '20b0', classCode: 0x030000, gpu: {} }))).toBeUndefined();
+  });
+
+  it('matches class prefixes of 2, 4 and 6 hex digits', () => {
+    const c = (cls: string): string | undefined =>
+      overrideFor(compileResourceConfig({ overrides: [{ class: cls, resourceName: 'x.io/y' }] }), fn({ address: '0000:01:00.0', classCode: 0x030200 }));
+    expect(c('0x03')).toBe('x.io/y');
+    expect(c('0302')).toBe('x.io/y');
+    expect(c('0x030200')).toBe('x.io/y');
+    expect(c('0x0300')).toBeUndefined();
+  });
+
+  it.each([
+    [{ vendorDevice: '10de:2204', resourceName: 'gpu' }],
+    [{ vendorDevice: '10de:2204', resourceName: 'Example.com/gpu' }],
+    [{ vendorDevice: '10de', resourceName: 'example.com/gpu' }],
+    [{ address: '01:00.0', resourceName: 'example.com/gpu' }],
+    [{ class: '0x3', resourceName: 'example.com/gpu' }],
+    [{ address: '0000:01:00.0', class: '0x03', resourceName: 'example.com/gpu' }],
+    [{ resourceName: 'example.com/gpu' }],
+  ])('rejects %j', (override) => {
+    expect(() => compileResourceConfig({ overrides: [override] })).toThrow(InvalidArgumentError);
+  });
+});
+
+describe(pciResourceEnvVar.name, () => {
+  it('follows KubeVirt: upper-case, / and . → _, - kept', () => {
+    expect(pciResourceEnvVar('nvidia.com/TU104GL_Tesla_T4')).toBe('PCI_RESOURCE_NVIDIA_COM_TU104GL_TESLA_T4');
+    expect(pciResourceEnvVar('example.com/gpu-a')).toBe('PCI_RESOURCE_EXAMPLE_COM_GPU-A');
+    expect(pciResourceEnvVar('handoff.dev/10de-2204')).toBe('PCI_RESOURCE_HANDOFF_DEV_10DE-2204');
+  });
+});
+
+describe(socketFileName.name, () => {
+  it('is a safe bare file name, unique even when truncated', () => {
+    expect(socketFileName('nvidia.com/GA102_GEFORCE_RTX_3090')).toBe('vfio-handoff-nvidia.com_GA102_GEFORCE_RTX_3090.sock');
+    const a = socketFileName(`example.com/${'A'.repeat(60)}1`);
+    const b = socketFileName(`example.com/${'A'.repeat(60)}2`);
+    expect(a).not.toBe(b);
+    expect(a.length).toBeLessThanOrEqual(78);
+    expect(a).toMatch(/^vfio-handoff-[A-Za-z0-9._-]+\.sock$/);
+  });
+});

@@ -1,0 +1,217 @@
+import type { Clock } from '../core/clock.js';
+import { HostWriteError, TimeoutError, VerifyError } from '../core/errors.js';
+import type { PciAddress } from '../core/pci-address.js';
+import type { HostPort } from '../sysfs/port.js';
+import {
+  pciAttribute,
+  pciDriver,
+  pciDriverFile,
+  PCI_DRIVERS_PROBE,
+  platformDevice,
+  platformDriverFile,
+  vfioGroupNode,
+  vtconsoleFile,
+} from '../sysfs/paths.js';
+import { VFIO_DRIVER } from './group.js';
+import type { Step } from './steps.js';
+
+export interface StepResult {
+  readonly outcome: 'done' | 'skipped';
+  readonly note?: string;
+}
+
+export interface StepRunnerDeps {
+  readonly host: HostPort;
+  readonly clock: Clock;
+  /** Upper bound for one write: a driver unbind can block forever (kernel.md §5). */
+  readonly writeTimeoutMs: number;
+  /** How long a postcondition may take to show up in sysfs before the step counts as failed. */
+  readonly verifyTimeoutMs: number;
+  readonly pollIntervalMs?: number;
+}
+
+/**
+ * Runs one step idempotently: it reads whether the step's effect is already there (and skips), writes,
+ * then reads back until the effect shows or the verify deadline passes.
+ */
+export class StepRunner {
+  constructor(private readonly deps: StepRunnerDeps) {}
+
+  async run(step: Step, signal?: AbortSignal): Promise<StepResult> {
+    switch (step.kind) {
+      case 'load-module': {
+        if (await this.driverLoaded(step.module)) return { outcome: 'skipped' };
+        await this.guard(`load module ${step.module}`, (s) => this.deps.host.loadModule(step.module, { signal: s }), signal);
+        await this.until(() => this.driverLoaded(step.module), `driver ${step.module} did not appear after loading the module`);
+        return { outcome: 'done' };
+      }
+      case 'unbind-vtconsole': {
+        const bound = await this.vtconBound(step.vtconsole);
+        if (bound !== true) return { outcome: 'skipped', note: bound === undefined ? 'console already gone' : undefined };
+        await this.write(vtconsoleFile(step.vtconsole, 'bind'), '0', signal);
+        await this.until(async () => (await this.vtconBound(step.vtconsole)) !== true, `${step.vtconsole} is still bound`);
+        return { outcome: 'done' };
+      }
+      case 'bind-vtconsole': {
+        const bound = await this.vtconBound(step.vtconsole);
+        if (bound === undefined) return { outcome: 'skipped', note: `${step.vtconsole} no longer exists (no framebuffer left to show the console on)` };
+        if (bound) return { outcome: 'skipped' };
+        await this.write(vtconsoleFile(step.vtconsole, 'bind'), '1', signal);
+        await this.until(async () => (await this.vtconBound(step.vtconsole)) === true, `${step.vtconsole} did not rebind`);
+        return { outcome: 'done' };
+      }
+      case 'unbind-framebuffer': {
+        if (!(await this.deps.host.exists(platformDevice(step.device)))) return { outcome: 'skipped', note: `${step.device} is gone` };
+        if ((await this.platformDriver(step.device)) === undefined) return { outcome: 'skipped' };
+        await this.write(platformDriverFile(step.driver, 'unbind'), step.device, signal);
+        await this.until(async () => (await this.platformDriver(step.device)) === undefined, `${step.device} is still bound`);
+        return { outcome: 'done' };
+      }
+      case 'bind-framebuffer': {
+        if (!(await this.deps.host.exists(platformDevice(step.device)))) {
+          // Linux >= 6.0: vfio-pci unregistered the sysfb platform device; only a native driver brings a console back.
+          return { outcome: 'skipped', note: `${step.device} was removed by the kernel and cannot be rebound` };
+        }
+        if ((await this.platformDriver(step.device)) === step.driver) return { outcome: 'skipped' };
+        await this.write(platformDriverFile(step.driver, 'bind'), step.device, signal);
+        await this.until(async () => (await this.platformDriver(step.device)) === step.driver, `${step.device} did not rebind`);
+        return { outcome: 'done' };
+      }
+      case 'set-override': {
+        if ((await this.override(step.address)) === step.driver) return { outcome: 'skipped' };
+        await this.write(pciAttribute(step.address, 'driver_override'), step.driver, signal);
+        await this.until(async () => (await this.override(step.address)) === step.driver, `driver_override of ${step.address} did not take`);
+        return { outcome: 'done' };
+      }
+      case 'clear-override': {
+        if ((await this.override(step.address)) === undefined) return { outcome: 'skipped' };
+        // An empty write never reaches the sysfs store function; a lone newline clears the override.
+        await this.write(pciAttribute(step.address, 'driver_override'), '\n', signal);
+        await this.until(async () => (await this.override(step.address)) === undefined, `driver_override of ${step.address} did not clear`);
+        return { outcome: 'done' };
+      }
+      case 'unbind-driver': {
+        if ((await this.driver(step.address)) !== step.driver) return { outcome: 'skipped' };
+        await this.write(pciDriverFile(step.driver, 'unbind'), step.address, signal);
+        await this.until(async () => (await this.driver(step.address)) !== step.driver, `${step.address} is still bound to ${step.driver}`);
+        return { outcome: 'done' };
+      }
+      case 'bind-driver': {
+        if ((await this.driver(step.address)) === step.driver) return { outcome: 'skipped' };
+        await this.write(pciDriverFile(step.driver, 'bind'), step.address, signal);
+        await this.until(async () => (await this.driver(step.address)) === step.driver, `${step.address} did not bind to ${step.driver}`);
+        return { outcome: 'done' };
+      }
+      case 'probe':
+        return this.probe(step.address, step.expect, signal);
+      case 'verify-group':
+        return this.verifyGroup(step.group, step.expect, step.members);
+    }
+  }
+
+  private async probe(address: PciAddress, expect: string | undefined, signal?: AbortSignal): Promise<StepResult> {
+    const current = await this.driver(address);
+    if (expect === VFIO_DRIVER) {
+      if (current === VFIO_DRIVER) return { outcome: 'skipped' };
+      await this.write(PCI_DRIVERS_PROBE, address, signal);
+      await this.until(async () => (await this.driver(address)) === VFIO_DRIVER, `vfio-pci did not bind ${address}`, async () => {
+        const now = await this.driver(address);
+        return now ? `it is on ${now}` : 'it has no driver';
+      });
+      return { outcome: 'done' };
+    }
+    // Giving back: any host driver (or none) will do; the recorded original is preferred.
+    if (current !== undefined && current !== VFIO_DRIVER && (expect === undefined || current === expect)) return { outcome: 'skipped' };
+    await this.write(PCI_DRIVERS_PROBE, address, signal);
+    await this.until(async () => (await this.driver(address)) !== VFIO_DRIVER, `${address} is still on vfio-pci`);
+    if (expect === undefined || (await this.driver(address)) === expect) return { outcome: 'done' };
+    if (!(await this.driverLoaded(expect))) {
+      return { outcome: 'done', note: `original driver ${expect} is not loaded; ${address} left ${(await this.driver(address)) ?? 'without a driver'}` };
+    }
+    if ((await this.driver(address)) === undefined) {
+      // drivers_probe found no match (e.g. the driver only knew the device through a dynamic id): bind explicitly.
+      await this.write(pciDriverFile(expect, 'bind'), address, signal).catch(() => undefined);
+    }
+    const now = await this.driver(address);
+    return { outcome: 'done', note: now === expect ? undefined : `${address} is on ${now ?? 'no driver'}, not its original ${expect}` };
+  }
+
+  private async verifyGroup(group: number, expect: 'vfio' | 'host', members: readonly PciAddress[]): Promise<StepResult> {
+    const node = vfioGroupNode(group);
+    if (expect === 'vfio') {
+      await this.until(
+        async () => (await Promise.all(members.map((m) => this.driver(m)))).every((d) => d === VFIO_DRIVER) && (await this.deps.host.exists(node)),
+        `group ${group} is not complete on vfio-pci`,
+        async () => {
+          const drivers = await Promise.all(members.map(async (m) => `${m}=${(await this.driver(m)) ?? 'none'}`));
+          return `${drivers.join(', ')}; /dev/vfio/${group} ${(await this.deps.host.exists(node)) ? 'present' : 'missing'}`;
+        },
+      );
+      return { outcome: 'done' };
+    }
+    await this.until(
+      async () => (await Promise.all(members.map((m) => this.driver(m)))).every((d) => d !== VFIO_DRIVER) && !(await this.deps.host.exists(node)),
+      `group ${group} is still on vfio-pci`,
+    );
+    return { outcome: 'done' };
+  }
+
+  private async write(path: string, value: string, signal?: AbortSignal): Promise<void> {
+    await this.guard(`write ${path}`, (s) => this.deps.host.writeText(path, value, { signal: s }), signal);
+  }
+
+  /** Bounds an operation with the write timeout (and the caller's signal) and names a hang as TimeoutError. */
+  private async guard(what: string, op: (signal: AbortSignal) => Promise<void>, outer?: AbortSignal): Promise<void> {
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(new TimeoutError(`${what} did not finish within ${this.deps.writeTimeoutMs} ms`)), this.deps.writeTimeoutMs);
+    const signal = outer ? AbortSignal.any([outer, timeout.signal]) : timeout.signal;
+    try {
+      await op(signal);
+    } catch (err) {
+      if (timeout.signal.aborted) throw timeout.signal.reason as Error;
+      if (err instanceof HostWriteError) throw err;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async until(check: () => Promise<boolean>, message: string, detail?: () => Promise<string>): Promise<void> {
+    const deadline = this.deps.clock.now() + this.deps.verifyTimeoutMs;
+    for (;;) {
+      if (await check()) return;
+      if (this.deps.clock.now() >= deadline) {
+        throw new VerifyError(detail ? `${message}: ${await detail()}` : message);
+      }
+      await this.deps.clock.sleep(this.deps.pollIntervalMs ?? 25);
+    }
+  }
+
+  private async driver(address: PciAddress): Promise<string | undefined> {
+    const link = await this.deps.host.readLink(pciAttribute(address, 'driver'));
+    return link === undefined ? undefined : basename(link);
+  }
+
+  private async override(address: PciAddress): Promise<string | undefined> {
+    const v = (await this.deps.host.readText(pciAttribute(address, 'driver_override')))?.trim();
+    return v === undefined || v === '' || v === '(null)' ? undefined : v;
+  }
+
+  private async driverLoaded(name: string): Promise<boolean> {
+    return this.deps.host.exists(pciDriver(name));
+  }
+
+  private async vtconBound(name: string): Promise<boolean | undefined> {
+    const v = await this.deps.host.readText(vtconsoleFile(name, 'bind'));
+    return v === undefined ? undefined : v.trim() === '1';
+  }
+
+  private async platformDriver(device: string): Promise<string | undefined> {
+    const link = await this.deps.host.readLink(`${platformDevice(device)}/driver`);
+    return link === undefined ? undefined : basename(link);
+  }
+}
+
+function basename(link: string): string {
+  return link.replace(/\/+$/, '').split('/').pop() ?? link;
+}

@@ -1,0 +1,168 @@
+import type { PciAddress } from '../core/pci-address.js';
+import type { Gpu, HostSnapshot } from '../host/model.js';
+import { describeClass, endpoints, formatClass, groupMembers, isGroupViable, VFIO_DRIVER, type GroupMember } from './group.js';
+import { sysfbRemoval } from './kernel-rules.js';
+
+export type Verdict = 'ready' | 'preparable' | 'blocked';
+
+export const REASON_CODES = [
+  'IOMMU_OFF',
+  'NO_IOMMU_GROUP',
+  'FOREIGN_DEVICE',
+  'BOOT_GPU_NOT_PERMITTED',
+  'VFIO_PCI_MISSING',
+  'SRIOV_VFS_ENABLED',
+  'HOST_DRIVER_BUSY',
+] as const;
+export type ReasonCode = (typeof REASON_CODES)[number];
+
+export const WARNING_CODES = [
+  'CONSOLE_WILL_GO_DARK',
+  'SYSFB_REMOVED_BY_ANY_VGA',
+  'FRAMEBUFFER_NOT_RESTORABLE',
+  'NO_RESET_METHOD',
+  'BOOT_GPU',
+  'FOREIGN_DEVICE_ON_VFIO',
+  'NO_NATIVE_DRIVER',
+  'VFIO_NODE_MISSING',
+] as const;
+export type WarningCode = (typeof WARNING_CODES)[number];
+
+export interface Finding<C extends string> {
+  readonly code: C;
+  readonly message: string;
+}
+
+/** A process holding a device file of the GPU (found by src/host/device-users.ts); blocks the unbind. */
+export interface DeviceUser {
+  readonly address: PciAddress;
+  readonly pid: number;
+  readonly command: string;
+  readonly path: string;
+}
+
+export interface AssessOptions {
+  readonly allowBootGpu: boolean;
+  readonly users?: readonly DeviceUser[];
+}
+
+export interface Assessment {
+  readonly gpu: Gpu;
+  readonly verdict: Verdict;
+  readonly members: readonly GroupMember[];
+  readonly reasons: readonly Finding<ReasonCode>[];
+  readonly warnings: readonly Finding<WarningCode>[];
+}
+
+/**
+ * The verdict for one GPU — pure: everything it needs is in the snapshot. `ready` means a VM can have
+ * it now; `preparable` means `prepare` would get it there; `blocked` lists every reason it cannot.
+ */
+export function assessGpu(snapshot: HostSnapshot, gpu: Gpu, opts: AssessOptions): Assessment {
+  const members = groupMembers(snapshot, gpu);
+  const group = gpu.fn.iommuGroup;
+  const reasons: Finding<ReasonCode>[] = [];
+  const warnings: Finding<WarningCode>[] = [];
+  const eps = endpoints(members);
+
+  const onVfio = eps.filter((m) => m.role !== 'foreign').every((m) => m.fn.driver === VFIO_DRIVER);
+  const viable = isGroupViable(members);
+  const nodePresent = group !== undefined && snapshot.vfioGroupNodes.includes(group);
+  const foreign = members.filter((m) => m.role === 'foreign');
+
+  if (!snapshot.iommuEnabled) {
+    reasons.push({
+      code: 'IOMMU_OFF',
+      message: 'the IOMMU is off: enable it in firmware (VT-d/AMD-Vi) and boot with intel_iommu=on or amd_iommu=on',
+    });
+  } else if (group === undefined) {
+    reasons.push({ code: 'NO_IOMMU_GROUP', message: `${gpu.fn.address} has no IOMMU group` });
+  }
+
+  if (onVfio && viable && nodePresent) {
+    for (const f of foreign) {
+      warnings.push({
+        code: 'FOREIGN_DEVICE_ON_VFIO',
+        message: `${describeMember(f)} shares IOMMU group ${group} and goes to the VM with the GPU`,
+      });
+    }
+    if (gpu.fn.resetMethods.length === 0) warnings.push(noResetWarning(gpu));
+    return { gpu, verdict: 'ready', members, reasons, warnings };
+  }
+
+  for (const f of foreign) {
+    if (f.fn.driver === VFIO_DRIVER) continue; // someone already gave it to vfio: it no longer blocks, see ready
+    reasons.push({
+      code: 'FOREIGN_DEVICE',
+      message: `${describeMember(f)} shares IOMMU group ${group} but is not part of this GPU; it would have to go to the VM too`,
+    });
+  }
+  if (gpu.isBootGpu && !opts.allowBootGpu) {
+    reasons.push({
+      code: 'BOOT_GPU_NOT_PERMITTED',
+      message: `${gpu.fn.address} is the boot GPU (firmware console${gpu.framebuffers.length ? ` on ${gpu.framebuffers.join(', ')}` : ''}); pass --allow-boot-gpu to take it`,
+    });
+  }
+  if (!snapshot.vfioPci.loaded && !snapshot.vfioPci.loadable) {
+    reasons.push({ code: 'VFIO_PCI_MISSING', message: 'the vfio-pci driver is neither loaded nor available as a module for this kernel' });
+  }
+  for (const m of eps) {
+    if ((m.fn.sriovNumVfs ?? 0) > 0) {
+      reasons.push({
+        code: 'SRIOV_VFS_ENABLED',
+        message: `${m.fn.address} has ${m.fn.sriovNumVfs} SR-IOV VFs enabled; vfio-pci refuses a PF with VFs (disable them: echo 0 > sriov_numvfs)`,
+      });
+    }
+  }
+  for (const u of opts.users ?? []) {
+    if (!eps.some((m) => m.fn.address === u.address)) continue;
+    reasons.push({
+      code: 'HOST_DRIVER_BUSY',
+      message: `${u.address} is in use on the host: pid ${u.pid} (${u.command}) holds ${u.path}`,
+    });
+  }
+
+  if (gpu.isBootGpu && opts.allowBootGpu) {
+    warnings.push({ code: 'BOOT_GPU', message: `${gpu.fn.address} is the boot GPU; the host loses its console on it` });
+  }
+  const boundFbs = snapshot.framebuffers.filter((fb) => fb.driver !== undefined);
+  const fbconBound = snapshot.vtconsoles.some((v) => v.kind === 'fbcon' && v.bound);
+  const owned = boundFbs.filter((fb) => fb.owner?.address === gpu.fn.address || gpu.framebuffers.includes(fb.device));
+  if (owned.length > 0) {
+    warnings.push({
+      code: 'CONSOLE_WILL_GO_DARK',
+      message: `${owned.map((f) => f.device).join(', ')} (${owned.map((f) => f.claim ?? f.driver).join(', ')}) ${fbconBound ? 'and the framebuffer console ' : ''}will be released: the local console goes dark`,
+    });
+  }
+  const removal = sysfbRemoval(snapshot.kernel);
+  if (gpu.kind === 'vga' && removal === 'any-vga') {
+    const others = snapshot.framebuffers.filter((fb) => !owned.includes(fb));
+    if (others.length > 0) {
+      warnings.push({
+        code: 'SYSFB_REMOVED_BY_ANY_VGA',
+        message: `on kernel ${snapshot.kernel.release ?? '?'} binding any VGA-class GPU to vfio-pci also removes the boot framebuffer ${others.map((f) => f.device).join(', ')}: the boot console goes dark`,
+      });
+    }
+  }
+  if (gpu.kind === 'vga' && removal !== 'none' && (owned.length > 0 || (removal === 'any-vga' && snapshot.framebuffers.length > 0))) {
+    warnings.push({
+      code: 'FRAMEBUFFER_NOT_RESTORABLE',
+      message: 'vfio-pci unregisters the firmware framebuffer for good; after release the console returns only with a native GPU driver or a reboot',
+    });
+  }
+  if (gpu.fn.resetMethods.length === 0) warnings.push(noResetWarning(gpu));
+
+  return { gpu, verdict: reasons.length > 0 ? 'blocked' : 'preparable', members, reasons, warnings };
+}
+
+function noResetWarning(gpu: Gpu): Finding<WarningCode> {
+  return {
+    code: 'NO_RESET_METHOD',
+    message: `${gpu.fn.address} offers no reset method; the VM may find it in a dirty state after a guest reboot`,
+  };
+}
+
+function describeMember(m: GroupMember): string {
+  const fn = m.fn;
+  return `${fn.address} (${describeClass(fn.classCode)} ${formatClass(fn.classCode)}, ${fn.vendorId}:${fn.deviceId}, driver ${fn.driver ?? 'none'})`;
+}

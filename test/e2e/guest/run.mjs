@@ -1,0 +1,320 @@
+// Scenario runner, started by the guest's /init (PID 1) with the `e2e_*` kernel cmdline parameters in its env.
+// Plain JavaScript on purpose: it runs unbuilt inside the guest and must not import our code, because the facts
+// it records (driver links, driver_override, /dev/vfio, /proc/iomem, /proc/fb, vtconsoles, dmesg) are the
+// independent witness the tests check the CLI's claims against.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync, renameSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const env = process.env;
+const REPO = env.e2e_repo ?? '';
+const OUT = env.e2e_out ?? '/tmp';
+const SCENARIO = env.e2e_scenario ?? 'smoke';
+const CLI = join(REPO, 'dist', 'cli', 'main.js');
+const STATE_DIR = '/var/lib/vfio-handoff';
+const HERE = dirname(fileURLToPath(import.meta.url));
+const t0 = Date.now();
+
+const report = {
+  scenario: SCENARIO,
+  kernelRelease: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+  nodeVersion: process.version,
+  steps: [],
+  complete: false,
+  runnerMs: 0,
+};
+
+function flush() {
+  report.runnerMs = Date.now() - t0;
+  // Write then rename, so the host never reads a half-written report if the guest dies mid-write.
+  writeFileSync(join(OUT, 'report.json.tmp'), JSON.stringify(report, null, 1));
+  renameSync(join(OUT, 'report.json.tmp'), join(OUT, 'report.json'));
+}
+
+function log(msg) {
+  console.log(`E2E: [${((Date.now() - t0) / 1000).toFixed(2)}s] ${msg}`);
+}
+
+const readOr = (p, fallback = null) => {
+  try {
+    return readFileSync(p, 'utf8').trim();
+  } catch {
+    return fallback;
+  }
+};
+const linkBase = (p) => {
+  try {
+    return basename(readlinkSync(p));
+  } catch {
+    return null;
+  }
+};
+const ls = (p) => {
+  try {
+    return readdirSync(p).sort();
+  } catch {
+    return [];
+  }
+};
+
+let dmesgSeen = 0;
+function newDmesg() {
+  const r = spawnSync('dmesg', [], { encoding: 'utf8' });
+  const lines = (r.stdout ?? '').split('\n').filter((l) => l !== '');
+  const fresh = lines.slice(dmesgSeen);
+  dmesgSeen = lines.length;
+  return fresh;
+}
+
+function readTree(dir, prefix = '', out = {}) {
+  for (const name of ls(dir)) {
+    const p = join(dir, name);
+    let st;
+    try {
+      st = statSync(p);
+    } catch {
+      continue;
+    }
+    if (st.isDirectory()) readTree(p, `${prefix}${name}/`, out);
+    else out[`${prefix}${name}`] = (readOr(p, '<unreadable>') ?? '').slice(0, 65536);
+  }
+  return out;
+}
+
+function facts() {
+  const pci = {};
+  for (const a of ls('/sys/bus/pci/devices')) {
+    const d = `/sys/bus/pci/devices/${a}`;
+    const override = readOr(`${d}/driver_override`);
+    pci[a] = {
+      class: readOr(`${d}/class`),
+      vendor: readOr(`${d}/vendor`),
+      device: readOr(`${d}/device`),
+      driver: linkBase(`${d}/driver`),
+      driverOverride: override === '(null)' ? null : override,
+      bootVga: readOr(`${d}/boot_vga`),
+      enable: readOr(`${d}/enable`),
+      iommuGroup: linkBase(`${d}/iommu_group`),
+    };
+  }
+  const groups = {};
+  for (const g of ls('/sys/kernel/iommu_groups')) groups[g] = ls(`/sys/kernel/iommu_groups/${g}/devices`);
+  const platformFramebuffers = {};
+  for (const p of ls('/sys/bus/platform/devices')) {
+    if (/framebuffer/.test(p)) platformFramebuffers[p] = linkBase(`/sys/bus/platform/devices/${p}/driver`);
+  }
+  const vtconsoles = ls('/sys/class/vtconsole').map((entry) => ({
+    entry,
+    name: readOr(`/sys/class/vtconsole/${entry}/name`, ''),
+    bind: readOr(`/sys/class/vtconsole/${entry}/bind`, ''),
+  }));
+  const iomem = (readOr('/proc/iomem', '') ?? '')
+    .split('\n')
+    .filter((l) => /efifb|vesafb|simplefb|simple-framebuffer|BOOTFB|bochs|vfio|drm/i.test(l))
+    .map((l) => l.trim());
+  return {
+    uptime: Number((readOr('/proc/uptime', '0') ?? '0').split(' ')[0]),
+    pci,
+    groups,
+    devVfio: ls('/dev/vfio'),
+    platformFramebuffers,
+    procFb: (readOr('/proc/fb', '') ?? '').split('\n').filter((l) => l !== ''),
+    vtconsoles,
+    iomem,
+    dmesg: newDmesg(),
+    stateDir: readTree(STATE_DIR),
+  };
+}
+
+function record(name, extra = {}) {
+  const s = { name, ...extra, facts: facts() };
+  report.steps.push(s);
+  flush();
+  return s;
+}
+
+function cli(args, extraEnv = {}) {
+  const argv = [CLI, ...args];
+  const started = Date.now();
+  const r = spawnSync(process.execPath, argv, {
+    encoding: 'utf8',
+    env: { ...process.env, ...extraEnv },
+    timeout: 180_000,
+    maxBuffer: 32 << 20,
+  });
+  let json = null;
+  try {
+    json = JSON.parse(r.stdout);
+  } catch {
+    json = null;
+  }
+  const run = {
+    argv: ['vfio-handoff', ...args],
+    exitCode: r.status,
+    signal: r.signal,
+    stdout: r.stdout ?? '',
+    stderr: (r.stderr ?? '').slice(-16384),
+    json,
+    ms: Date.now() - started,
+    ...(Object.keys(extraEnv).length > 0 ? { env: extraEnv } : {}),
+  };
+  log(`vfio-handoff ${args.join(' ')} -> exit=${r.status} signal=${r.signal} (${run.ms} ms)`);
+  return run;
+}
+
+/** Runs the CLI and records its output together with the facts right after it. */
+function cliStep(name, args, extraEnv = {}) {
+  return record(name, { cli: cli(args, extraEnv) });
+}
+
+function sh(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  log(`${cmd} ${args.join(' ')} -> ${r.status}${r.stderr ? ` ${r.stderr.trim()}` : ''}`);
+  return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+function modprobe(...mods) {
+  for (const m of mods) sh('modprobe', [m]);
+}
+
+/** Driver probing after modprobe is asynchronous to nothing here, but give the bus a moment to settle. */
+function waitFor(pred, ms = 10_000) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (pred()) return true;
+    spawnSync('sleep', ['0.2']);
+  }
+  return pred();
+}
+
+const driverOf = (a) => linkBase(`/sys/bus/pci/devices/${a}/driver`);
+const groupOf = (a) => linkBase(`/sys/bus/pci/devices/${a}/iommu_group`);
+
+function vfioCheck(name, group, address) {
+  const r = spawnSync('python3', [join(HERE, 'vfio_check.py'), group, address], { encoding: 'utf8' });
+  let data = null;
+  try {
+    data = JSON.parse(r.stdout);
+  } catch {
+    data = { ok: false, parseError: true };
+  }
+  log(`vfio_check ${group} ${address} -> ${r.status} ${r.stdout.trim()} ${r.stderr.trim()}`);
+  report.steps.push({ name, data: { ...data, status: r.status, stderr: r.stderr } });
+  flush();
+}
+
+const BOOT_GPU = '0000:00:02.0';
+
+const scenarios = {
+  smoke() {
+    record('initial', { data: { node: process.version, cliExists: existsSync(CLI) } });
+    if (existsSync(CLI)) cliStep('version', ['--version']);
+  },
+
+  // a. Boot VGA + HDA in one group under efifb, no native drivers.
+  bootGpu() {
+    record('initial');
+    cliStep('inspect', ['inspect', '--json']);
+    cliStep('inspect-allowed', ['inspect', '--json', '--allow-boot-gpu']);
+    cliStep('prepare-not-allowed', ['prepare', BOOT_GPU, '--json']);
+    cliStep('prepare', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
+    vfioCheck('vfio-check', groupOf(BOOT_GPU) ?? '', BOOT_GPU);
+    cliStep('inspect-after-prepare', ['inspect', '--json', '--allow-boot-gpu']);
+    cliStep('prepare-again', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
+    cliStep('release', ['release', BOOT_GPU, '--json']);
+    cliStep('release-again', ['release', BOOT_GPU, '--json']);
+  },
+
+  // b. Native drivers bound first (bochs-drm + snd_hda_intel): prepare, then release gives them back.
+  nativeDrivers() {
+    modprobe('bochs', 'snd-hda-intel', 'vfio-pci');
+    waitFor(() => driverOf(BOOT_GPU) !== null && driverOf('0000:00:02.1') !== null);
+    record('initial');
+    cliStep('inspect', ['inspect', '--json', '--allow-boot-gpu']);
+    cliStep('prepare', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
+    vfioCheck('vfio-check', groupOf(BOOT_GPU) ?? '', BOOT_GPU);
+    cliStep('release', ['release', BOOT_GPU, '--json']);
+    waitFor(() => existsSync('/sys/class/vtconsole/vtcon1'), 3000);
+    record('settled');
+  },
+
+  // c. A secondary VGA (boot_vga=0) beside the boot VGA.
+  secondaryVga() {
+    const second = '0000:00:05.0';
+    modprobe('vfio-pci');
+    record('initial');
+    cliStep('inspect', ['inspect', '--json']);
+    const first = cliStep('prepare', ['prepare', second, '--json']);
+    if (first.cli.exitCode === 4) {
+      // The CLI may ask for the boot-GPU permission because, on 6.1, this also takes the boot console.
+      cliStep('prepare-allowed', ['prepare', second, '--allow-boot-gpu', '--json']);
+    }
+    vfioCheck('vfio-check', groupOf(second) ?? '', second);
+    cliStep('release', ['release', second, '--json']);
+  },
+
+  // d. The GPU shares its group with a foreign device: prepare must refuse and write nothing.
+  foreignDevice() {
+    modprobe('vfio-pci', 'e1000');
+    const gpus = ls('/sys/bus/pci/devices').filter((a) => !a.startsWith('0000:00:') && readOr(`/sys/bus/pci/devices/${a}/class`)?.startsWith('0x0300'));
+    const gpu = gpus[0] ?? '';
+    record('initial', { data: { gpu } });
+    cliStep('inspect', ['inspect', '--json', '--allow-boot-gpu']);
+    cliStep('prepare', ['prepare', gpu, '--json']);
+    cliStep('prepare-allowed', ['prepare', gpu, '--allow-boot-gpu', '--json']);
+    cliStep('prepare-by-id', ['prepare', '1234:1111', '--json']);
+  },
+
+  // e. SIGKILL after each step k of prepare, then prepare again: converge or roll back, never half-bound.
+  crashRecovery() {
+    modprobe('bochs', 'snd-hda-intel', 'vfio-pci');
+    waitFor(() => driverOf(BOOT_GPU) !== null && driverOf('0000:00:02.1') !== null);
+    record('initial');
+    const maxK = Number(env.e2e_maxk ?? '24');
+    for (let k = 1; k <= maxK; k++) {
+      const crash = cliStep(`k${k}:crash`, ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json'], {
+        VFIO_HANDOFF_TEST_HOOKS: '1',
+        VFIO_HANDOFF_CRASH_AFTER_STEP: String(k),
+      });
+      const killed = crash.cli.signal === 'SIGKILL';
+      if (killed) cliStep(`k${k}:rerun`, ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
+      cliStep(`k${k}:release`, ['release', BOOT_GPU, '--json']);
+      waitFor(() => driverOf(BOOT_GPU) === 'bochs-drm' && driverOf('0000:00:02.1') === 'snd_hda_intel', 3000);
+      record(`k${k}:settled`);
+      if (!killed) {
+        report.steps.push({ name: 'last-k', data: { k, stepsInRun: k - 1 } });
+        flush();
+        break;
+      }
+    }
+  },
+
+  // e'. Same, on the efifb boot GPU with no native driver, for one k per boot: once prepare has run, the kernel
+  // has unregistered efi-framebuffer.0 for good, so the console/framebuffer steps exist only in a fresh boot.
+  crashRecoveryEfifb() {
+    modprobe('vfio-pci');
+    record('initial');
+    const k = env.e2e_k ?? '1';
+    const crash = cliStep('crash', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json'], {
+      VFIO_HANDOFF_TEST_HOOKS: '1',
+      VFIO_HANDOFF_CRASH_AFTER_STEP: k,
+    });
+    if (crash.cli.signal === 'SIGKILL') cliStep('rerun', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
+    cliStep('release', ['release', BOOT_GPU, '--json']);
+  },
+};
+
+try {
+  log(`scenario ${SCENARIO} on ${report.kernelRelease}`);
+  // The first facts carry the whole boot log (efifb, vgaarb, iommu group lines); later ones only what is new.
+  const fn = scenarios[SCENARIO];
+  if (fn === undefined) throw new Error(`unknown scenario ${SCENARIO}`);
+  fn();
+  report.complete = true;
+} catch (err) {
+  report.error = String(err?.stack ?? err);
+  log(`runner failed: ${report.error}`);
+}
+flush();
+log(`done in ${report.runnerMs} ms`);
