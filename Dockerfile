@@ -4,7 +4,7 @@
 # Base images are pinned to a Node 20 / Debian 12 release; never `latest`.
 
 # --- build: compile TypeScript and keep only production dependencies -----------------------------------------
-FROM node:20.19.5-bookworm AS build
+FROM node:20.20.2-bookworm AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -16,7 +16,7 @@ RUN npm run build \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
 # --- runtime: slim Debian with Node and the PCI ID database -----------------------------------------------------
-FROM node:20.19.5-bookworm-slim AS runtime
+FROM node:20.20.2-bookworm-slim AS runtime
 # pci.ids (Debian's hwdata depends on it) gives /usr/share/misc/pci.ids, used to name GPU models in resource names.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends hwdata \

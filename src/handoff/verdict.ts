@@ -90,6 +90,15 @@ export function assessGpu(snapshot: HostSnapshot, gpu: Gpu, opts: AssessOptions)
     return { gpu, verdict: 'ready', members, reasons, warnings };
   }
 
+  const listed = snapshot.groups.find((g) => g.id === group)?.members ?? [];
+  for (const address of listed) {
+    if (members.some((m) => m.fn.address === address)) continue;
+    // Listed in the group but unreadable (vanished mid-scan or garbage ids): we cannot vouch for it.
+    reasons.push({
+      code: 'FOREIGN_DEVICE',
+      message: `${address} shares IOMMU group ${group} but could not be read; the group cannot be judged safe`,
+    });
+  }
   for (const f of foreign) {
     if (f.fn.driver === VFIO_DRIVER) continue; // someone already gave it to vfio: it no longer blocks, see ready
     reasons.push({

@@ -7,18 +7,7 @@
  * can go silent without an error, kubernetes-client/javascript#596/#958, so controllers must be
  * level-triggered), and reports `hasSynced` once the first list has landed in the cache.
  */
-import {
-  ADD,
-  CONNECT,
-  DELETE,
-  ERROR,
-  makeInformer,
-  UPDATE,
-  type Informer,
-  type KubeConfig,
-  type KubernetesObject,
-  type ObjectCache,
-} from '@kubernetes/client-node';
+import { ADD, CONNECT, DELETE, ERROR, ListWatch, UPDATE, Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { collectionPath, type KubeApi, type KubeObject, type ResourceRef } from './kube-api.js';
@@ -65,6 +54,38 @@ export interface InformerStats {
 }
 
 /** Capped exponential backoff with jitter: attempt 0 → ~initial, then doubling up to max. */
+/**
+ * client-node's ListWatch (what `makeInformer` builds) with a Watch that can be closed for good.
+ * ListWatch.stop() aborts only a watch request whose response has already arrived; a request still in
+ * flight when stop() runs would otherwise stay open and keep delivering events. This Watch aborts any
+ * request that completes after `close()`.
+ */
+class ClosableWatch extends Watch {
+  private closed = false;
+  private readonly open = new Set<AbortController>();
+
+  override async watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    const c = await super.watch(path, queryParams, callback, (err) => {
+      this.open.delete(c);
+      done(err);
+    });
+    if (this.closed) c.abort();
+    else this.open.add(c);
+    return c;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const c of this.open) c.abort();
+    this.open.clear();
+  }
+}
+
 export function backoffDelay(attempt: number, opts: BackoffOptions, random: () => number = Math.random): number {
   const base = Math.min(opts.maxMs, opts.initialMs * 2 ** Math.min(attempt, 30));
   return Math.round(base * (0.8 + 0.4 * random()));
@@ -72,7 +93,8 @@ export function backoffDelay(attempt: number, opts: BackoffOptions, random: () =
 
 export class ResilientInformer<T extends KubeObject> {
   private readonly handlers: InformerHandlers<T>[] = [];
-  private informer: (Informer<KubernetesObject> & ObjectCache<KubernetesObject>) | undefined;
+  private informer: ListWatch<KubernetesObject> | undefined;
+  private watch: ClosableWatch | undefined;
   private controller: AbortController | undefined;
   private synced = false;
   private attempt = 0;
@@ -143,7 +165,8 @@ export class ResilientInformer<T extends KubeObject> {
       setImmediate(() => this.markSynced());
       return list as unknown as { items: KubernetesObject[]; metadata: { resourceVersion?: string } };
     };
-    const informer = makeInformer(this.deps.kubeConfig, collectionPath(resource, namespace), listFn as never, labelSelector);
+    this.watch = new ClosableWatch(this.deps.kubeConfig);
+    const informer = new ListWatch<KubernetesObject>(collectionPath(resource, namespace), this.watch, listFn as never, false, labelSelector);
     this.informer = informer;
     informer.on(ADD, (o) => this.emit('add', o as unknown as T));
     informer.on(UPDATE, (o) => this.emit('update', o as unknown as T));
@@ -160,6 +183,7 @@ export class ResilientInformer<T extends KubeObject> {
     const c = this.controller;
     if (!c || c.signal.aborted) return;
     c.abort(new Error('informer stopped'));
+    this.watch?.close();
     await this.informer?.stop();
   }
 
@@ -179,6 +203,7 @@ export class ResilientInformer<T extends KubeObject> {
   }
 
   private emit(kind: 'add' | 'update' | 'delete', obj: T): void {
+    if (this.controller?.signal.aborted) return;
     // A watch event also proves the stream is healthy.
     this.attempt = 0;
     for (const h of this.handlers) {

@@ -175,7 +175,9 @@ export function createAgentMetrics(registry: Registry, options: MetricsOptions =
     handoffFinished(operation, result, reason, durationSeconds) {
       const op = bounded(OPERATIONS, operation);
       const res = bounded(RESULTS, result);
-      attempts.inc({ operation: op, result: res, reason: bounded(HANDOFF_REASONS, reason) });
+      // Success and no-op carry no reason, whatever spelling the caller uses for "none" ('OK', '').
+      const why = res === 'success' || res === 'noop' ? 'none' : bounded(HANDOFF_REASONS, reason);
+      attempts.inc({ operation: op, result: res, reason: why });
       if (res === 'failure' || res === 'rolled_back') failures.inc({ operation: op });
       if (Number.isFinite(durationSeconds) && durationSeconds >= 0) duration.observe({ operation: op, result: res }, durationSeconds);
       if (res === 'success') lastSuccess.set({ operation: op }, clock.now() / 1000);

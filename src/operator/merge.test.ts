@@ -9,7 +9,7 @@ const st = (spec = {}) => nodeState('n1', inv, spec);
 
 describe(comparePolicies.name, () => {
   const mk = (name: string, priority: number | undefined, ts: string | undefined) =>
-    policy(name, priority === undefined ? {} : { priority }, ts === undefined ? {} : { creationTimestamp: ts });
+    policy(name, priority === undefined ? {} : { priority }, { creationTimestamp: ts });
   it.each<[string, GpuPassthrough, GpuPassthrough]>([
     ['higher priority first', mk('z', 5, '2026-02-01T00:00:00Z'), mk('a', 1, '2026-01-01T00:00:00Z')],
     ['then older creationTimestamp', mk('z', 0, '2026-01-01T00:00:00Z'), mk('a', 0, '2026-02-01T00:00:00Z')],

@@ -1,6 +1,5 @@
 // Profiles are files shipped with the package or given by the user (`--profile FILE`), not host
 // state, so reading them here does not break the "only src/sysfs touches the host" rule.
-// eslint-disable-next-line no-restricted-imports
 import { readFile, readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';

@@ -1,6 +1,5 @@
 // The materialiser writes a *test* tree into a directory the caller owns (never the real /sys), so
 // it uses node:fs directly; the rule "only src/sysfs touches the host" is about the real host.
-// eslint-disable-next-line no-restricted-imports
 import { mkdir, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SimulatedKernel } from '../sysfs/simulated-kernel.js';

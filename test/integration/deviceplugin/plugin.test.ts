@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
+import { spawnSync } from 'node:child_process';
 import { ConflictError } from '../../../src/core/errors.js';
 import { socketFileName } from '../../../src/deviceplugin/resources.js';
 import { SimulatedKernel } from '../../../src/sysfs/simulated-kernel.js';
@@ -166,7 +166,8 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     await rig.kubelet.waitFor(() => rig.kubelet.resource(RTX)!.registrations.length === 2 && rig.kubelet.healthy(RTX).length === 2, 5000, 're-registration');
     // The socket came back and answers; kubelet dialled it inside Register.
     expect((await stat(join(rig.dir, socketFileName(RTX)))).isSocket()).toBe(true);
-    expect(rig.recorder.events.reregistered.length).toBeGreaterThanOrEqual(1);
+    await rig.kubelet.waitFor(() => rig.recorder.events.reregistered.length >= 1, 3000, 'reregistered recorded');
+    expect(rig.recorder.events.reregistered.every(([r, t]) => r === RTX && ['kubelet_restart', 'socket_removed', 'stream_broken'].includes(t))).toBe(true);
     expect(rig.kubelet.registerCalls.every((c) => c.error === undefined)).toBe(true);
     const resp = await rig.kubelet.allocate(RTX, [[GPU0]]);
     expect(resp.container_responses[0]!.envs).toEqual({ PCI_RESOURCE_NVIDIA_COM_GA102_GEFORCE_RTX_3090: GPU0 });
@@ -176,7 +177,8 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     const rig = await rigWith(new SimulatedKernel(twoRtxProfile()));
     rig.kubelet.breakStream(RTX);
     await rig.kubelet.waitFor(() => rig.kubelet.resource(RTX)!.registrations.length === 2 && rig.kubelet.healthy(RTX).length === 2, 5000, 're-registration');
-    expect(rig.recorder.events.reregistered).toContainEqual([RTX, 'stream_broken']);
+    await rig.kubelet.waitFor(() => rig.recorder.events.reregistered.length >= 1, 3000, 'reregistered recorded');
+    expect(rig.recorder.events.reregistered).toEqual([[RTX, 'stream_broken']]);
   });
 
   it('keeps serving and retries with backoff when kubelet is not there yet', async () => {
@@ -206,10 +208,10 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     const staleDir = await makeRig(kernel);
     rigs.push(staleDir);
     const stalePath = join(staleDir.dir, socketFileName(RTX));
-    const srv = createServer();
-    await new Promise<void>((r) => srv.listen(stalePath, r));
-    // Close without unlinking: leave the inode behind as a crashed process would.
-    (srv as unknown as { _handle: { close(): void } })._handle.close();
+    // A crashed instance: its process died by SIGKILL, so nothing unlinked the socket file.
+    const script = `require('net').createServer().listen(${JSON.stringify(stalePath)}, () => process.kill(process.pid, 'SIGKILL'))`;
+    spawnSync(process.execPath, ['-e', script]);
+    expect((await stat(stalePath)).isSocket()).toBe(true);
     await staleDir.start();
     await staleDir.kubelet.waitFor(() => staleDir.kubelet.healthy(RTX).length === 2, 5000, 'registration over stale socket');
   });

@@ -152,6 +152,19 @@ describe(ResilientInformer.name, () => {
     expect(seen).toEqual([]);
     expect(sut.stats.errors).toBe(0);
   });
+
+  it('stop also closes a watch whose request was still in flight', async () => {
+    server.setLatency(150, { verb: 'watch' });
+    sut = makeSut();
+    sut.start();
+    await sut.waitForSync();
+    await sut.stop(); // the watch request is still waiting on the server
+    await new Promise((r) => setTimeout(r, 250));
+    await create('late');
+    await eventually(() => expect(server.openWatches).toBe(0));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(seen).toEqual([]);
+  });
 });
 
 describe(backoffDelay.name, () => {

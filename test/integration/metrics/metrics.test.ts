@@ -36,7 +36,7 @@ describe('createAgentMetrics', () => {
   it('counts handoff attempts by operation, result and bounded reason', async () => {
     const registry = new Registry();
     const sut = createAgentMetrics(registry, { clock: fixedClock(1_700_000_000_500) });
-    sut.handoffFinished('prepare', 'success', 'none', 0.3);
+    sut.handoffFinished('prepare', 'success', 'OK', 0.3);
     sut.handoffFinished('prepare', 'rolled_back', 'HOST_WRITE_FAILED', 2);
     sut.handoffFinished('release', 'failure', 'some free text with 0000:01:00.0', 1);
     const lines = await samples(registry);

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import type { KubeVirtCr, PciHostDevice } from './api.js';
+import { KUBEVIRT_MANAGED_ANNOTATION } from './api.js';
+import { gpu, gpuStatus, nodeState, policy } from './fixtures.js';
+import type { ManagedEntry } from './kubevirt.js';
+import { desiredKubeVirtDevices, parseManaged, pciVendorSelector, planKubeVirt } from './kubevirt.js';
+
+function kv(list: PciHostDevice[] | undefined, managed?: ManagedEntry[]): KubeVirtCr {
+  const cr: KubeVirtCr = { metadata: { name: 'kubevirt', namespace: 'kubevirt', resourceVersion: '7' }, spec: { configuration: { developerConfiguration: { featureGates: ['HostDevices'] } } } };
+  if (list) cr.spec!.configuration!.permittedHostDevices = { pciHostDevices: list, mediatedDevices: [] };
+  if (managed) cr.metadata.annotations = { [KUBEVIRT_MANAGED_ANNOTATION]: JSON.stringify(managed), other: 'x' };
+  return cr;
+}
+const user: PciHostDevice = { pciVendorSelector: '10DE:1EB8', resourceName: 'nvidia.com/TU104GL_Tesla_T4', externalResourceProvider: true };
+const h100 = { pciVendorSelector: '10DE:2331', resourceName: 'example.com/h100' };
+const a6000 = { pciVendorSelector: '10DE:2230', resourceName: 'example.com/a6000' };
+const ours = (e: ManagedEntry): PciHostDevice => ({ ...e, externalResourceProvider: true });
+
+describe(planKubeVirt.name, () => {
+  it('adds our entries after the user entries and records them in the annotation', () => {
+    const c = planKubeVirt(kv([user]), [h100, a6000]);
+    expect(c?.pciHostDevices).toEqual([user, ours(a6000), ours(h100)]);
+    expect(JSON.parse(c!.annotation)).toEqual([a6000, h100]);
+    expect(c?.patch).toEqual({
+      metadata: { annotations: { [KUBEVIRT_MANAGED_ANNOTATION]: c!.annotation }, resourceVersion: '7' },
+      spec: { configuration: { permittedHostDevices: { pciHostDevices: c!.pciHostDevices } } },
+    });
+  });
+
+  it('creates the list when KubeVirt has none', () => {
+    expect(planKubeVirt(kv(undefined), [h100])?.pciHostDevices).toEqual([ours(h100)]);
+  });
+
+  it('returns null when nothing changes (no write)', () => {
+    expect(planKubeVirt(kv([user, ours(a6000), ours(h100)], [a6000, h100]), [h100, a6000])).toBeNull();
+    expect(planKubeVirt(kv([user]), [])).toBeNull();
+    expect(planKubeVirt(kv(undefined), [])).toBeNull();
+  });
+
+  it('removes only what we added, keeping the order of everything else', () => {
+    const c = planKubeVirt(kv([ours(h100), user, ours(a6000)], [a6000, h100]), [h100]);
+    expect(c?.pciHostDevices).toEqual([ours(h100), user]);
+    expect(JSON.parse(c!.annotation)).toEqual([h100]);
+  });
+
+  it('never touches a user entry, even one equal to ours, and does not adopt it', () => {
+    const userH100 = { ...h100, pciVendorSelector: '10de:2331', externalResourceProvider: false };
+    const add = planKubeVirt(kv([userH100]), [h100]);
+    // Already permitted by the user (selector case differs): nothing to add, nothing managed.
+    expect(add).toBeNull();
+    const remove = planKubeVirt(kv([userH100]), []);
+    expect(remove).toBeNull();
+  });
+
+  it('re-adds an entry of ours that someone deleted while it is still wanted', () => {
+    expect(planKubeVirt(kv([user], [h100]), [h100])?.pciHostDevices).toEqual([user, ours(h100)]);
+  });
+
+  it('writes an empty managed list when our last entry goes', () => {
+    const c = planKubeVirt(kv([user, ours(h100)], [h100]), []);
+    expect(c?.pciHostDevices).toEqual([user]);
+    expect(c?.annotation).toBe('[]');
+  });
+
+  it('a garbled annotation counts as "we added nothing": it never deletes on a guess', () => {
+    const cr = kv([user, ours(h100)]);
+    cr.metadata.annotations = { [KUBEVIRT_MANAGED_ANNOTATION]: '{oops' };
+    expect(planKubeVirt(cr, [])).toBeNull();
+  });
+});
+
+describe(parseManaged.name, () => {
+  it.each([
+    [undefined, []],
+    ['', []],
+    ['nope', []],
+    ['{"a":1}', []],
+    [JSON.stringify([h100, { x: 1 }]), [h100]],
+  ])('%s', (raw, want) => {
+    expect(parseManaged(raw)).toEqual(want);
+  });
+});
+
+describe(desiredKubeVirtDevices.name, () => {
+  const spec = (policyName: string, resourceName?: string) => ({ gpus: [{ address: gpu(0).address, policy: policyName, ...(resourceName ? { resourceName } : {}) }] });
+  it('uses the override, upper-case selectors, and dedupes across nodes', () => {
+    const ps = [policy('p', { resourceName: 'example.com/h100' })];
+    const states = [nodeState('a', [gpu(0)], spec('p', 'example.com/h100')), nodeState('b', [gpu(0)], spec('p', 'example.com/h100'))];
+    expect(desiredKubeVirtDevices(ps, states)).toEqual([h100]);
+    expect(pciVendorSelector('10de', '2331')).toBe('10DE:2331');
+  });
+  it('uses the agent-reported default name, and waits for it', () => {
+    const ps = [policy('p')];
+    expect(desiredKubeVirtDevices(ps, [nodeState('a', [gpu(0)], spec('p'))])).toEqual([]);
+    const reported = nodeState('a', [gpu(0)], spec('p'), [gpuStatus(gpu(0).address, 'Ready', { resourceName: 'vfio-handoff.dev/10de_2331' })]);
+    expect(desiredKubeVirtDevices(ps, [reported])).toEqual([{ pciVendorSelector: '10DE:2331', resourceName: 'vfio-handoff.dev/10de_2331' }]);
+  });
+  it('skips policies with register false or being deleted', () => {
+    const states = [nodeState('a', [gpu(0)], spec('p', 'example.com/h100'))];
+    expect(desiredKubeVirtDevices([policy('p', { kubevirt: { register: false } })], states)).toEqual([]);
+    expect(desiredKubeVirtDevices([policy('p', {}, { deletionTimestamp: '2026-01-01T00:00:00Z' })], states)).toEqual([]);
+    expect(desiredKubeVirtDevices([], states)).toEqual([]);
+  });
+});

@@ -1,0 +1,168 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { REPO_ROOT, ensureKubectl } from './support/tools.js';
+import type { K8sObject } from './support/validate.js';
+import { allows, checkArgs, parseObjects, podSpec, rulesOf, validateObjects } from './support/validate.js';
+
+const kubectl = ensureKubectl();
+
+function kustomize(dir: string): K8sObject[] {
+  return parseObjects(execFileSync(kubectl.path ?? 'kubectl', ['kustomize', join(REPO_ROOT, dir)], { encoding: 'utf8' }));
+}
+
+describe.skipIf(!kubectl.path)('deploy/ (kubectl kustomize)', () => {
+  const objects = kubectl.path ? kustomize('deploy') : [];
+  const byKind = (kind: string) => objects.filter((o) => o.kind === kind);
+
+  it('renders every expected object', () => {
+    const kinds = objects.map((o) => `${o.kind}/${o.metadata.name}`).sort();
+    expect(kinds).toEqual(
+      [
+        'ClusterRole/vfio-handoff-agent',
+        'ClusterRole/vfio-handoff-operator',
+        'ClusterRoleBinding/vfio-handoff-agent',
+        'ClusterRoleBinding/vfio-handoff-operator',
+        'CustomResourceDefinition/gpupassthroughs.handoff.dev',
+        'CustomResourceDefinition/nodegpupassthroughs.handoff.dev',
+        'DaemonSet/vfio-handoff-agent',
+        'Deployment/vfio-handoff-operator',
+        'Namespace/vfio-handoff',
+        'PrometheusRule/vfio-handoff',
+        'Role/vfio-handoff-operator-leader-election',
+        'RoleBinding/vfio-handoff-operator-leader-election',
+        'Service/vfio-handoff-agent-metrics',
+        'Service/vfio-handoff-operator-metrics',
+        'ServiceAccount/vfio-handoff-agent',
+        'ServiceAccount/vfio-handoff-operator',
+        'ServiceMonitor/vfio-handoff-agent',
+        'ServiceMonitor/vfio-handoff-operator',
+      ].sort(),
+    );
+  });
+
+  it('passes the shared shape checks (args are CLI flags, pinned images, privilege, RBAC, selectors)', () => {
+    expect(validateObjects(objects, 'vfio-handoff')).toEqual([]);
+  });
+
+  it('ships the CRDs of deploy/crds unchanged', () => {
+    for (const file of readdirSync(join(REPO_ROOT, 'deploy/crds')).filter((f) => f.endsWith('.yaml'))) {
+      const source = parse(readFileSync(join(REPO_ROOT, 'deploy/crds', file), 'utf8')) as K8sObject;
+      const rendered = objects.find((o) => o.kind === 'CustomResourceDefinition' && o.metadata.name === source.metadata.name);
+      expect(rendered, file).toBeDefined();
+      // kustomize adds the part-of labels; everything else is byte-for-byte the source.
+      const { metadata: m1, ...rest1 } = rendered as K8sObject;
+      const { metadata: m2, ...rest2 } = source;
+      expect(rest1).toEqual(rest2);
+      expect(m1.name).toBe(m2.name);
+    }
+  });
+
+  it('mounts only the host paths the agent needs and no host namespaces', () => {
+    const agent = podSpec(byKind('DaemonSet')[0] as K8sObject);
+    const hostPaths = (agent?.volumes ?? []).flatMap((v) => (v.hostPath ? [v.hostPath.path] : [])).sort();
+    expect(hostPaths).toEqual(['/dev/vfio', '/lib/modules', '/proc', '/sys', '/var/lib/kubelet/device-plugins', '/var/lib/kubelet/pod-resources', '/var/lib/vfio-handoff'].sort());
+    const mounts = Object.fromEntries((agent?.containers[0]?.volumeMounts ?? []).map((m) => [m.mountPath, m.readOnly === true]));
+    expect(mounts).toEqual({
+      '/host/sys': false,
+      '/host/dev/vfio': false,
+      '/host/proc': true,
+      '/host/lib/modules': true,
+      '/var/lib/kubelet/device-plugins': false,
+      '/var/lib/kubelet/pod-resources': true,
+      '/var/lib/vfio-handoff': false,
+    });
+    expect(agent?.hostPID).toBeUndefined();
+  });
+
+  it('gives the agent read access plus its own NodeGpuPassthrough status, and nothing to write specs or nodes', () => {
+    const rules = rulesOf(objects, 'ClusterRole', 'vfio-handoff-agent');
+    expect(allows(rules, 'handoff.dev', 'nodegpupassthroughs', 'create')).toBe(true);
+    expect(allows(rules, 'handoff.dev', 'nodegpupassthroughs/status', 'patch')).toBe(true);
+    expect(allows(rules, 'handoff.dev', 'gpupassthroughs', 'watch')).toBe(true);
+    expect(allows(rules, '', 'events', 'create')).toBe(true);
+    for (const [group, resource, verb] of [
+      ['handoff.dev', 'nodegpupassthroughs', 'update'],
+      ['handoff.dev', 'nodegpupassthroughs', 'patch'],
+      ['handoff.dev', 'nodegpupassthroughs', 'delete'],
+      ['handoff.dev', 'gpupassthroughs', 'patch'],
+      ['', 'nodes', 'patch'],
+      ['', 'pods', 'get'],
+    ] as const) {
+      expect(allows(rules, group, resource, verb), `${resource} ${verb}`).toBe(false);
+    }
+  });
+
+  it('gives the operator what reconciling needs and no pods at all', () => {
+    const rules = rulesOf(objects, 'ClusterRole', 'vfio-handoff-operator');
+    for (const [group, resource, verb] of [
+      ['', 'nodes', 'patch'],
+      ['handoff.dev', 'gpupassthroughs/status', 'patch'],
+      ['handoff.dev', 'gpupassthroughs/finalizers', 'update'],
+      ['handoff.dev', 'nodegpupassthroughs', 'patch'],
+      ['kubevirt.io', 'kubevirts', 'update'],
+      ['apiextensions.k8s.io', 'customresourcedefinitions', 'get'],
+    ] as const) {
+      expect(allows(rules, group, resource, verb), `${resource} ${verb}`).toBe(true);
+    }
+    expect(allows(rules, 'handoff.dev', 'nodegpupassthroughs/status', 'patch')).toBe(false);
+    expect(allows(rules, 'apiextensions.k8s.io', 'customresourcedefinitions', 'update')).toBe(false);
+    expect(rules.some((r) => (r.resources ?? []).some((x) => x.startsWith('pods')))).toBe(false);
+    const lease = rulesOf(objects, 'Role', 'leader-election');
+    expect(allows(lease, 'coordination.k8s.io', 'leases', 'update')).toBe(true);
+  });
+
+  it('labels the namespace for privileged pods and the monitoring objects for opt-out by selector', () => {
+    const ns = byKind('Namespace')[0];
+    expect(ns?.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('privileged');
+    for (const o of objects.filter((x) => x.kind === 'ServiceMonitor' || x.kind === 'PrometheusRule')) {
+      expect(o.metadata.labels?.['app.kubernetes.io/component']).toBe('monitoring');
+    }
+    expect(objects.filter((o) => o.kind !== 'ServiceMonitor' && o.kind !== 'PrometheusRule').every((o) => o.metadata.labels?.['app.kubernetes.io/component'] !== 'monitoring')).toBe(true);
+  });
+
+  it('renders the optional read-only plugin without privilege, API token or writable host mounts', () => {
+    const plugin = kustomize('deploy/plugin');
+    expect(plugin.map((o) => o.kind).sort()).toEqual(['DaemonSet', 'ServiceAccount']);
+    expect(validateObjects(plugin, 'vfio-handoff')).toEqual([]);
+    const spec = podSpec(plugin.find((o) => o.kind === 'DaemonSet') as K8sObject) as unknown as { automountServiceAccountToken: boolean; nodeSelector: Record<string, string> };
+    expect(spec.automountServiceAccountToken).toBe(false);
+    expect(spec.nodeSelector['handoff.dev/mode']).toBe('plugin-only');
+    // The agent stays off plugin-only nodes, so the two never both register a resource on one node.
+    expect(JSON.stringify(podSpec(byKind('DaemonSet')[0] as K8sObject))).toContain('plugin-only');
+  });
+});
+
+describe('shape checks catch bad manifests', () => {
+  it.each([
+    [['agent', '--host-root', '/host', '--privileged'], /--privileged is not a flag/],
+    [['operator', '--metrics-addr'], /needs a value/],
+    [['plugin', '--host-root', '/a', '--host-root', '/b'], /given twice/],
+    [['daemon'], /unknown subcommand/],
+  ])('rejects args %j', (args, problem) => {
+    expect(checkArgs(args).join('\n')).toMatch(problem);
+  });
+
+  it('flags Secrets access, pods/exec, a privileged operator and a latest image', () => {
+    const objects: K8sObject[] = [
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'x' }, rules: [{ apiGroups: [''], resources: ['secrets', 'pods/exec'], verbs: ['get'] }] } as K8sObject,
+      {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'op', namespace: 'ns' },
+        spec: {
+          selector: { matchLabels: { a: 'b' } },
+          template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'operator', image: 'repo/img:latest', args: ['operator'], securityContext: { privileged: true } }] } },
+        },
+      } as unknown as K8sObject,
+    ];
+    const problems = validateObjects(objects, 'ns').join('\n');
+    expect(problems).toMatch(/grants Secrets/);
+    expect(problems).toMatch(/grants pods\/exec/);
+    expect(problems).toMatch(/only the agent may be privileged/);
+    expect(problems).toMatch(/must be pinned/);
+    expect(problems).toMatch(/must run as non-root/);
+  });
+});
