@@ -1,5 +1,4 @@
 // The benchmark makes a throw-away plugin directory in the OS temp dir (never touches /sys or /dev).
-// eslint-disable-next-line no-restricted-imports
 import { mkdtemp, rm } from 'node:fs/promises';
 import { fork } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -24,6 +23,8 @@ export interface PluginBenchOptions {
   readonly updateSamples?: number;
   /** Idle window of the forked plugin process in ms (default 10,000; 0 skips it). */
   readonly idleMs?: number;
+  /** Node flags for the forked plugin process (e.g. `--max-semi-space-size=1`). */
+  readonly childExecArgv?: readonly string[];
 }
 
 const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -63,12 +64,12 @@ async function startEmptyServer(socketPath: string): Promise<grpc.Server> {
   return server;
 }
 
-async function idleFootprint(idleMs: number): Promise<Record<string, number>> {
+async function idleFootprint(idleMs: number, execArgv: readonly string[]): Promise<Record<string, number>> {
   const dir = await mkdtemp(join(tmpdir(), 'vh-pbi-'));
   const kubelet = new BenchKubelet(dir);
   await kubelet.start();
   const childPath = fileURLToPath(new URL('./plugin-child.js', import.meta.url));
-  const child = fork(childPath, [dir], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(childPath, [dir], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [...execArgv] });
   try {
     const report = await new Promise<Record<string, number>>((resolve, reject) => {
       child.on('message', (m: Record<string, unknown>) => {
@@ -166,6 +167,6 @@ export async function runPluginBench(opts: PluginBenchOptions = {}): Promise<Rec
     await kubelet.stop();
     await rm(dir, { recursive: true, force: true });
   }
-  if (idleMs > 0) Object.assign(results, await idleFootprint(idleMs));
+  if (idleMs > 0) Object.assign(results, await idleFootprint(idleMs, opts.childExecArgv ?? []));
   return results;
 }

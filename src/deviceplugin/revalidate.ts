@@ -8,9 +8,10 @@ const basename = (link: string | undefined): string | undefined => (link === und
 
 /**
  * Re-checks, right before Allocate answers, the few host facts the answer depends on — for the requested
- * devices only, so Allocate stays cheap: the GPU's driver link and IOMMU group, the group's current member
- * list and each member's driver, and the presence of `/dev/vfio/<group>` (checked by existence, never
- * opened). Member classes (bridge or not) come from the snapshot, since a class never changes.
+ * devices only, so Allocate stays cheap: the group's current member list (which also proves the GPU is
+ * still in that group), each member's driver link, and the presence of `/dev/vfio/<group>` (checked by
+ * existence, never opened). All reads of a device run concurrently. Member classes (bridge or not) come
+ * from the snapshot, since a class never changes.
  * Returns, per device, `undefined` when still ready or the reason it is not.
  */
 export async function revalidateDevices(
@@ -23,25 +24,22 @@ export async function revalidateDevices(
   await Promise.all(
     ids.map(async (id) => {
       const fn = fns.get(id);
-      if (!fn) return; // unknown: the caller rejects it from the snapshot
-      const addr = fn.address;
-      const [driver, groupLink] = await Promise.all([
-        reader.readLink(P.pciAttribute(addr, 'driver')),
-        reader.readLink(P.pciAttribute(addr, 'iommu_group')),
+      const group = fn?.iommuGroup;
+      if (!fn || group === undefined) return; // unknown or group-less: the snapshot check rejects it
+      const expected = snapshot.groups.find((g) => g.id === group)?.members ?? [fn.address];
+      const endpoints = expected.filter((a) => !fns.get(a)?.isBridge);
+      const [members, node, ...drivers] = await Promise.all([
+        reader.list(P.iommuGroupDevices(group)),
+        reader.exists(P.vfioGroupNode(group)),
+        ...endpoints.map((a) => reader.readLink(P.pciAttribute(a as PciAddress, 'driver'))),
       ]);
-      if (basename(driver) !== 'vfio-pci') return void out.set(id, 'NOT_ON_VFIO_PCI');
-      const group = Number(basename(groupLink));
-      if (groupLink === undefined || !Number.isSafeInteger(group) || group !== fn.iommuGroup) return void out.set(id, 'NO_IOMMU_GROUP');
-      const [members, node] = await Promise.all([reader.list(P.iommuGroupDevices(group)), reader.exists(P.vfioGroupNode(group))]);
-      const drivers = await Promise.all(
-        members.map(async (m) => {
-          const member = fns.get(m);
-          if (!member) return 'unknown-member';
-          if (member.isBridge) return undefined;
-          return basename(await reader.readLink(P.pciAttribute(member.address as PciAddress, 'driver')));
-        }),
-      );
-      if (drivers.some((d) => d !== undefined && d !== 'vfio-pci' && d !== 'pci-stub')) return void out.set(id, 'GROUP_NOT_VIABLE');
+      const driverOf = new Map(endpoints.map((a, i) => [a as string, basename(drivers[i] as string | undefined)]));
+      if (driverOf.get(id) !== 'vfio-pci') return void out.set(id, 'NOT_ON_VFIO_PCI');
+      if (!(members as string[]).includes(id)) return void out.set(id, 'NO_IOMMU_GROUP');
+      // A member that appeared since the snapshot is unknown to us, hence not known to be safe.
+      const changed = (members as string[]).length !== expected.length || (members as string[]).some((m) => !fns.has(m));
+      const unsafe = [...driverOf.values()].some((d) => d !== undefined && d !== 'vfio-pci' && d !== 'pci-stub');
+      if (changed || unsafe) return void out.set(id, 'GROUP_NOT_VIABLE');
       out.set(id, node ? undefined : 'NO_VFIO_GROUP_NODE');
     }),
   );

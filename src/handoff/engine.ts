@@ -10,7 +10,7 @@ import type { HostPort } from '../sysfs/port.js';
 import type { StateStore } from '../state/journal.js';
 import { HandoffExecutor, type ExecutorDeps, type GroupOutcome } from './executor.js';
 import { endpoints, VFIO_DRIVER } from './group.js';
-import { planPrepare, planRelease, type Plan } from './plan.js';
+import { planPrepare, planRelease, type GroupRecord, type Plan } from './plan.js';
 import { resolveSelectors, type GpuSelector } from './select.js';
 import { assessGpu, type Assessment, type DeviceUser } from './verdict.js';
 
@@ -116,6 +116,11 @@ export class HandoffEngine {
       const outcomes = opts.dryRun ? [] : await executor.run(plan, opts.signal);
       return { operation: 'release', recovered, assessments: assessed, skipped: [], plan, outcomes, dryRun: opts.dryRun ?? false };
     });
+  }
+
+  /** Groups vfio-handoff prepared (and may therefore release). */
+  records(): Promise<Map<number, GroupRecord>> {
+    return this.deps.store.readRecords();
   }
 
   /** Finishes an unfinished journal, if any (the agent calls this at start-up). */

@@ -246,7 +246,7 @@ export class HandoffExecutor {
     const seconds = (this.deps.clock.now() - started) / 1000;
     for (const o of outcomes) {
       const result = o.outcome === 'failed' ? 'failure' : o.outcome === 'rolled_back' ? 'rolled_back' : o.outcome === 'already' ? 'noop' : 'success';
-      this.deps.recorder.handoffFinished(operation, result, o.error?.code ?? 'OK', seconds);
+      this.deps.recorder.handoffFinished(operation, result, o.error?.code ?? 'none', seconds);
     }
   }
 }

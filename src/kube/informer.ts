@@ -53,7 +53,6 @@ export interface InformerStats {
   readonly lists: number;
 }
 
-/** Capped exponential backoff with jitter: attempt 0 → ~initial, then doubling up to max. */
 /**
  * client-node's ListWatch (what `makeInformer` builds) with a Watch that can be closed for good.
  * ListWatch.stop() aborts only a watch request whose response has already arrived; a request still in
@@ -70,12 +69,16 @@ class ClosableWatch extends Watch {
     callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
     done: (err: unknown) => void,
   ): Promise<AbortController> {
+    // `done` may run before super.watch returns (an HTTP error answer), so `c` can still be unset there.
+    const ref: { c?: AbortController; finished?: boolean } = {};
     const c = await super.watch(path, queryParams, callback, (err) => {
-      this.open.delete(c);
+      ref.finished = true;
+      if (ref.c) this.open.delete(ref.c);
       done(err);
     });
+    ref.c = c;
     if (this.closed) c.abort();
-    else this.open.add(c);
+    else if (ref.finished !== true) this.open.add(c);
     return c;
   }
 
@@ -86,6 +89,7 @@ class ClosableWatch extends Watch {
   }
 }
 
+/** Capped exponential backoff with jitter: attempt 0 → ~initial, then doubling up to max. */
 export function backoffDelay(attempt: number, opts: BackoffOptions, random: () => number = Math.random): number {
   const base = Math.min(opts.maxMs, opts.initialMs * 2 ** Math.min(attempt, 30));
   return Math.round(base * (0.8 + 0.4 * random()));

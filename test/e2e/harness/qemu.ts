@@ -121,7 +121,8 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
   ];
   const args = [
     '-accel', 'tcg,thread=multi,tb-size=512',
-    '-cpu', 'max',
+    // VFIO_E2E_QEMU_CPU: experiments only (the default was measured fastest for Node in the guest).
+    '-cpu', process.env.VFIO_E2E_QEMU_CPU ?? 'max',
     '-M', 'q35,kernel-irqchip=split',
     '-smp', '2',
     '-m', '2048',

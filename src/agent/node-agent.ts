@@ -1,0 +1,230 @@
+import type { Clock } from '../core/clock.js';
+import { HandoffError, NotFoundError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { PciAddress } from '../core/pci-address.js';
+import type { HandoffEngine } from '../handoff/engine.js';
+import type { HostSnapshot } from '../host/model.js';
+import type { KubeApi, KubeObject, ResourceRef } from '../kube/kube-api.js';
+import { AlreadyExistsError, CoreResources } from '../kube/kube-api.js';
+import {
+  API_VERSION,
+  inventoryEntry,
+  NODE_GPU_PASSTHROUGH,
+  type Condition,
+  type GpuStatus,
+  type NodeFacts,
+  type NodeGpuPassthrough,
+  type NodeGpuPassthroughStatus,
+} from '../operator/api.js';
+import type { PodResourcesPort } from './pod-resources.js';
+import { planNode, toReason } from './node-plan.js';
+
+export const NODE_OBJECT: ResourceRef = { ...NODE_GPU_PASSTHROUGH, namespaced: false };
+/** The agent labels its own object so it can watch just that one with a label selector. */
+export const NODE_LABEL = 'handoff.dev/node';
+
+/** What the agent reports to metrics (implemented over prom-client in src/metrics). */
+export interface AgentStatusRecorder {
+  gpuPhases(statuses: readonly GpuStatus[]): void;
+  framebuffer(state: { framebuffers: number; bound: number; fbconBound: boolean }): void;
+}
+
+export interface NodeAgentDeps {
+  readonly nodeName: string;
+  readonly engine: HandoffEngine;
+  readonly kube: KubeApi;
+  readonly podResources: PodResourcesPort;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly recorder?: AgentStatusRecorder;
+  /** Called after every pass that may have changed bindings: the device plugin rescans at once. */
+  readonly onHostChanged?: (snapshot: HostSnapshot, resourceNames: ReadonlyMap<string, string>) => void;
+  /** Retry delay after a failed prepare of a GPU, doubled per failure up to 10 minutes. */
+  readonly retryBaseMs?: number;
+}
+
+interface Failure {
+  reason: string;
+  message: string;
+  count: number;
+  notBefore: number;
+}
+
+/**
+ * The node side of the operator contract: drives the engine towards the NodeGpuPassthrough spec the
+ * operator wrote for this node, and reports inventory, per-GPU phases and node facts in its status.
+ * Level-triggered: every pass re-reads the spec and the host. It never releases a GPU that a pod holds
+ * (kubelet PodResources), and never one that it did not prepare itself.
+ */
+export class NodeAgent {
+  private readonly failures = new Map<string, Failure>();
+  private running: Promise<void> | undefined;
+  private again = false;
+
+  constructor(private readonly deps: NodeAgentDeps) {}
+
+  /** Creates the node object if missing (owned by the Node, so it goes with it). */
+  async ensureObject(): Promise<NodeGpuPassthrough> {
+    try {
+      return await this.getObject();
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+    const node = await this.deps.kube.get<{ metadata?: { uid?: string } }>(CoreResources.nodes, this.deps.nodeName).catch(() => undefined);
+    const obj: NodeGpuPassthrough = {
+      apiVersion: API_VERSION,
+      kind: NODE_GPU_PASSTHROUGH.kind,
+      metadata: {
+        name: this.deps.nodeName,
+        labels: { [NODE_LABEL]: this.deps.nodeName },
+        ...(node?.metadata?.uid
+          ? { ownerReferences: [{ apiVersion: 'v1', kind: 'Node', name: this.deps.nodeName, uid: node.metadata.uid }] }
+          : {}),
+      },
+      spec: {},
+    };
+    try {
+      return (await this.deps.kube.create<KubeObject>(NODE_OBJECT, obj as KubeObject)) as unknown as NodeGpuPassthrough;
+    } catch (err) {
+      if (err instanceof AlreadyExistsError) return this.getObject();
+      throw err;
+    }
+  }
+
+  private async getObject(): Promise<NodeGpuPassthrough> {
+    // The operator's API types allow Date timestamps; on the wire they are strings.
+    return (await this.deps.kube.get<KubeObject>(NODE_OBJECT, this.deps.nodeName)) as unknown as NodeGpuPassthrough;
+  }
+
+  /** Runs one pass, or — if one is running — makes sure another follows it (passes never overlap). */
+  trigger(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.reconcileOnce();
+        } while (this.again);
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  async reconcileOnce(): Promise<NodeGpuPassthroughStatus> {
+    const obj = await this.ensureObject();
+    const { engine } = this.deps;
+    let snapshot = await engine.discover();
+    const records = await engine.records();
+    const inUse = await this.inUse();
+    const now = new Date(this.deps.clock.now()).toISOString();
+    const actions = planNode({ snapshot, spec: obj.spec, inUse, records, previous: obj.status?.gpus, failures: this.failuresView(), now });
+    const due = (a: PciAddress): boolean => (this.failures.get(a)?.notBefore ?? 0) <= this.deps.clock.now();
+    const prepareBoot = actions.prepare.allowBootGpu.filter(due);
+    const prepareNormal = actions.prepare.normal.filter(due);
+    let changed = false;
+
+    if (prepareBoot.length + prepareNormal.length + actions.release.length > 0) {
+      // Show Preparing/Releasing before the (possibly long) host work starts.
+      await this.writeStatus(obj, snapshot, actions.statuses);
+      for (const [list, allowBootGpu] of [[prepareBoot, true], [prepareNormal, false]] as const) {
+        if (list.length === 0) continue;
+        changed = true;
+        await this.attempt(list, () => engine.prepare({ all: false, selectors: list.map((address) => ({ kind: 'address', address })) }, { allowBootGpu }));
+      }
+      if (actions.release.length > 0) {
+        changed = true;
+        await this.attempt(actions.release, () => engine.release({ all: false, selectors: actions.release.map((address) => ({ kind: 'address', address })) }));
+      }
+      snapshot = await engine.discover();
+    }
+    const final = planNode({ snapshot, spec: obj.spec, inUse, records: await engine.records(), previous: obj.status?.gpus, failures: this.failuresView(), now });
+    const status = await this.writeStatus(await this.getObject(), snapshot, final.statuses);
+    this.deps.recorder?.gpuPhases(final.statuses);
+    this.deps.recorder?.framebuffer({
+      framebuffers: snapshot.framebuffers.length,
+      bound: snapshot.framebuffers.filter((f) => f.driver !== undefined).length,
+      fbconBound: snapshot.vtconsoles.some((v) => v.kind === 'fbcon' && v.bound),
+    });
+    const names = new Map((obj.spec?.gpus ?? []).filter((g) => g.resourceName).map((g) => [g.address, g.resourceName!]));
+    if (changed || this.deps.onHostChanged) this.deps.onHostChanged?.(snapshot, names);
+    return status;
+  }
+
+  private async attempt(addresses: readonly PciAddress[], op: () => Promise<{ outcomes: readonly { gpus: readonly PciAddress[]; outcome: string; error?: { code: string; message: string } }[] }>): Promise<void> {
+    try {
+      const report = await op();
+      for (const o of report.outcomes) {
+        for (const a of o.gpus) {
+          if (o.outcome === 'rolled_back' || o.outcome === 'failed') this.fail(a, toReason(o.error?.code ?? 'HOST_WRITE_FAILED'), o.error?.message ?? o.outcome);
+          else this.failures.delete(a);
+        }
+      }
+    } catch (err) {
+      const code = err instanceof HandoffError ? err.code : 'INTERNAL';
+      for (const a of addresses) this.fail(a, toReason(code), (err as Error).message);
+      this.deps.logger.warn({ gpus: addresses, err: (err as Error).message }, 'handoff failed');
+    }
+  }
+
+  private fail(address: string, reason: string, message: string): void {
+    const prev = this.failures.get(address);
+    const count = (prev?.count ?? 0) + 1;
+    const delay = Math.min((this.deps.retryBaseMs ?? 30_000) * 2 ** (count - 1), 600_000);
+    this.failures.set(address, { reason, message, count, notBefore: this.deps.clock.now() + delay });
+  }
+
+  private failuresView(): Map<string, { reason: string; message: string }> {
+    return new Map([...this.failures].map(([a, f]) => [a, { reason: f.reason, message: f.message }]));
+  }
+
+  private async inUse(): Promise<Set<string> | undefined> {
+    try {
+      return new Set((await this.deps.podResources.list()).map((h) => h.deviceId));
+    } catch (err) {
+      this.deps.logger.warn({ err: (err as Error).message }, 'kubelet PodResources unavailable; treating every prepared GPU as in use');
+      return undefined;
+    }
+  }
+
+  private async writeStatus(obj: NodeGpuPassthrough, snapshot: HostSnapshot, gpus: readonly GpuStatus[]): Promise<NodeGpuPassthroughStatus> {
+    const desired = obj.spec?.gpus ?? [];
+    const notReady = desired.filter((d) => gpus.find((g) => g.address === d.address)?.phase !== 'Ready');
+    const failed = gpus.filter((g) => g.phase === 'Failed');
+    const now = new Date(this.deps.clock.now()).toISOString();
+    const ready: Condition = {
+      type: 'Ready',
+      status: notReady.length === 0 ? 'True' : 'False',
+      reason: notReady.length === 0 ? 'AllReady' : failed.length > 0 ? 'GpuFailed' : 'InProgress',
+      message: notReady.length === 0 ? `${desired.length} GPU(s) ready` : `${notReady.length} of ${desired.length} GPU(s) not ready`,
+      lastTransitionTime: now,
+    };
+    const prevReady = obj.status?.conditions?.find((c) => c.type === 'Ready');
+    if (prevReady && prevReady.status === ready.status) ready.lastTransitionTime = prevReady.lastTransitionTime;
+    if (obj.metadata.generation !== undefined) ready.observedGeneration = obj.metadata.generation;
+    const status: NodeGpuPassthroughStatus = {
+      ...(obj.metadata.generation !== undefined ? { observedGeneration: obj.metadata.generation } : {}),
+      inventory: snapshot.gpus.map(inventoryEntry),
+      gpus: [...gpus],
+      node: nodeFacts(snapshot),
+      conditions: [ready],
+    };
+    if (JSON.stringify(status) === JSON.stringify(obj.status ?? {})) return status;
+    await this.deps.kube.patchStatus(NODE_OBJECT, this.deps.nodeName, { type: 'merge', body: { status } });
+    return status;
+  }
+}
+
+export function nodeFacts(snapshot: HostSnapshot): NodeFacts {
+  const fb = snapshot.framebuffers.map((f) => `${f.device}${f.claim ? ` (${f.claim})` : ''}${f.driver ? '' : ' unbound'}`).join(', ');
+  return {
+    ...(snapshot.kernel.release ? { kernelRelease: snapshot.kernel.release } : {}),
+    iommuEnabled: snapshot.iommuEnabled,
+    framebuffer: fb || 'none',
+    vfioPci: snapshot.vfioPci.loaded ? 'Loaded' : snapshot.vfioPci.loadable ? 'Loadable' : 'Missing',
+  };
+}

@@ -1,0 +1,128 @@
+import type { PciAddress } from '../core/pci-address.js';
+import { endpoints, VFIO_DRIVER } from '../handoff/group.js';
+import type { GroupRecord } from '../handoff/plan.js';
+import { assessGpu } from '../handoff/verdict.js';
+import type { HostSnapshot } from '../host/model.js';
+import type { DesiredGpu, GpuPhase, GpuStatus, NodeGpuPassthroughSpec } from '../operator/api.js';
+
+/** What the agent should do next on its node, decided from the desired spec and the host — pure. */
+export interface NodeActions {
+  /** GPUs to prepare, split by whether the policy allows taking the boot GPU. */
+  readonly prepare: { readonly allowBootGpu: readonly PciAddress[]; readonly normal: readonly PciAddress[] };
+  /** GPUs to give back to the host (not desired any more, prepared by us, not held by a pod). */
+  readonly release: readonly PciAddress[];
+  /** The per-GPU status as it stands before acting (phases Preparing/Releasing for GPUs about to change). */
+  readonly statuses: readonly GpuStatus[];
+}
+
+export interface NodePlanInput {
+  readonly snapshot: HostSnapshot;
+  readonly spec: NodeGpuPassthroughSpec | undefined;
+  /** GPUs a running pod holds (kubelet PodResources); `undefined` when kubelet could not be asked. */
+  readonly inUse: ReadonlySet<string> | undefined;
+  /** Groups vfio-handoff prepared on this node (state-dir records): only those are ever released. */
+  readonly records: ReadonlyMap<number, GroupRecord>;
+  /** Previous statuses, to keep lastTransitionTime stable when the phase does not change. */
+  readonly previous: readonly GpuStatus[] | undefined;
+  /** Failures of the last attempt per GPU (reason code + message), reported until the GPU recovers. */
+  readonly failures?: ReadonlyMap<string, { reason: string; message: string }>;
+  readonly now: string;
+}
+
+export function planNode(input: NodePlanInput): NodeActions {
+  const { snapshot, spec } = input;
+  const desired = new Map<string, DesiredGpu>((spec?.gpus ?? []).map((g) => [g.address, g]));
+  const paused = spec?.paused ?? false;
+  const prepareBoot: PciAddress[] = [];
+  const prepareNormal: PciAddress[] = [];
+  const release: PciAddress[] = [];
+  const statuses: GpuStatus[] = [];
+
+  for (const gpu of snapshot.gpus) {
+    const want = desired.get(gpu.fn.address);
+    const a = assessGpu(snapshot, gpu, { allowBootGpu: want?.allowBootGpu ?? false });
+    const failure = input.failures?.get(gpu.fn.address);
+    let phase: GpuPhase;
+    let reason: string | undefined;
+    let message: string | undefined;
+    if (want) {
+      if (a.verdict === 'ready') {
+        phase = 'Ready';
+      } else if (a.verdict === 'blocked') {
+        phase = 'Failed';
+        reason = toReason(a.reasons[0]!.code);
+        message = a.reasons.map((r) => r.message).join('; ');
+      } else if (failure) {
+        phase = 'Failed';
+        ({ reason, message } = failure);
+        if (!paused) (want.allowBootGpu ? prepareBoot : prepareNormal).push(gpu.fn.address); // retry
+      } else if (paused) {
+        phase = 'Host';
+        reason = 'Paused';
+      } else {
+        phase = 'Preparing';
+        (want.allowBootGpu ? prepareBoot : prepareNormal).push(gpu.fn.address);
+      }
+    } else {
+      const ours = gpu.fn.iommuGroup !== undefined && input.records.has(gpu.fn.iommuGroup);
+      const onVfio = endpoints(a.members).some((m) => m.fn.driver === VFIO_DRIVER);
+      if (ours && onVfio && !paused) {
+        phase = 'Releasing';
+        if (input.inUse === undefined) {
+          reason = 'InUseUnknown';
+          message = 'kubelet PodResources could not be asked; not releasing a GPU a VM may hold';
+        } else if (input.inUse.has(gpu.fn.address)) {
+          reason = 'InUse';
+          message = `a pod holds ${gpu.fn.address}; it is released when the pod ends`;
+        } else {
+          release.push(gpu.fn.address);
+        }
+      } else if (onVfio && !ours) {
+        // Bound to vfio-pci by someone else (e.g. vfio-pci.ids=): advertised, never touched.
+        phase = a.verdict === 'ready' ? 'Ready' : 'Host';
+        reason = 'ExternallyBound';
+      } else {
+        phase = 'Host';
+      }
+    }
+    statuses.push(status(input, gpu.fn.address, phase, reason, message, want?.resourceName, gpu.fn.iommuGroup, gpu.fn.driver, gpu.fn.numaNode));
+  }
+  // Desired GPUs the host does not have.
+  for (const want of desired.values()) {
+    if (snapshot.gpus.some((g) => g.fn.address === want.address)) continue;
+    statuses.push(status(input, want.address, 'Failed', 'NotFound', `no GPU ${want.address} on this node`, want.resourceName, undefined, undefined, undefined));
+  }
+  statuses.sort((x, y) => (x.address < y.address ? -1 : 1));
+  return { prepare: { allowBootGpu: prepareBoot, normal: prepareNormal }, release, statuses };
+}
+
+function status(
+  input: NodePlanInput,
+  address: string,
+  phase: GpuPhase,
+  reason: string | undefined,
+  message: string | undefined,
+  resourceName: string | undefined,
+  iommuGroup: number | undefined,
+  driver: string | undefined,
+  numaNode: number | undefined,
+): GpuStatus {
+  const prev = input.previous?.find((p) => p.address === address);
+  const s: GpuStatus = { address, phase, lastTransitionTime: prev && prev.phase === phase ? prev.lastTransitionTime : input.now };
+  if (reason) s.reason = reason;
+  if (message) s.message = message.slice(0, 1024);
+  if (resourceName) s.resourceName = resourceName;
+  if (iommuGroup !== undefined) s.iommuGroup = iommuGroup;
+  if (driver) s.driver = driver;
+  if (numaNode !== undefined) s.numaNode = numaNode;
+  return s;
+}
+
+/** Verdict reason codes become CamelCase condition-style reasons in the status. */
+export function toReason(code: string): string {
+  return code
+    .toLowerCase()
+    .split('_')
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+    .join('');
+}
