@@ -16,18 +16,14 @@ import {
   type NodeGpuPassthrough,
   type NodeGpuPassthroughStatus,
 } from '../operator/api.js';
+import type { GpuStateRecorder, HostConsoleRecorder } from '../metrics/recorders.js';
+import type { GroupRecord } from '../handoff/plan.js';
 import type { PodResourcesPort } from './pod-resources.js';
 import { planNode, toReason } from './node-plan.js';
 
 export const NODE_OBJECT: ResourceRef = { ...NODE_GPU_PASSTHROUGH, namespaced: false };
 /** The agent labels its own object so it can watch just that one with a label selector. */
 export const NODE_LABEL = 'handoff.dev/node';
-
-/** What the agent reports to metrics (implemented over prom-client in src/metrics). */
-export interface AgentStatusRecorder {
-  gpuPhases(statuses: readonly GpuStatus[]): void;
-  framebuffer(state: { framebuffers: number; bound: number; fbconBound: boolean }): void;
-}
 
 export interface NodeAgentDeps {
   readonly nodeName: string;
@@ -36,7 +32,7 @@ export interface NodeAgentDeps {
   readonly podResources: PodResourcesPort;
   readonly clock: Clock;
   readonly logger: Logger;
-  readonly recorder?: AgentStatusRecorder;
+  readonly recorder?: GpuStateRecorder & HostConsoleRecorder;
   /** Called after every pass that may have changed bindings: the device plugin rescans at once. */
   readonly onHostChanged?: (snapshot: HostSnapshot, resourceNames: ReadonlyMap<string, string>) => void;
   /** Retry delay after a failed prepare of a GPU, doubled per failure up to 10 minutes. */
@@ -144,15 +140,28 @@ export class NodeAgent {
     }
     const final = planNode({ snapshot, spec: obj.spec, inUse, records: await engine.records(), previous: obj.status?.gpus, failures: this.failuresView(), now });
     const status = await this.writeStatus(await this.getObject(), snapshot, final.statuses);
-    this.deps.recorder?.gpuPhases(final.statuses);
-    this.deps.recorder?.framebuffer({
-      framebuffers: snapshot.framebuffers.length,
-      bound: snapshot.framebuffers.filter((f) => f.driver !== undefined).length,
-      fbconBound: snapshot.vtconsoles.some((v) => v.kind === 'fbcon' && v.bound),
-    });
+    this.report(snapshot, final.statuses, await engine.records());
     const names = new Map((obj.spec?.gpus ?? []).filter((g) => g.resourceName).map((g) => [g.address, g.resourceName!]));
     if (changed || this.deps.onHostChanged) this.deps.onHostChanged?.(snapshot, names);
     return status;
+  }
+
+  private report(snapshot: HostSnapshot, statuses: readonly GpuStatus[], records: ReadonlyMap<number, GroupRecord>): void {
+    const recorder = this.deps.recorder;
+    if (!recorder) return;
+    const counts = new Map<string, { phase: GpuStatus['phase']; resource: string; count: number }>();
+    for (const s of statuses) {
+      const resource = s.resourceName ?? 'unassigned';
+      const key = `${s.phase}\u0000${resource}`;
+      const c = counts.get(key) ?? { phase: s.phase, resource, count: 0 };
+      c.count++;
+      counts.set(key, c);
+    }
+    recorder.gpuPhases([...counts.values()]);
+    const bound = snapshot.framebuffers.some((f) => f.driver !== undefined);
+    const released = snapshot.framebuffers.length > 0 || [...records.values()].some((r) => r.framebuffers.length > 0);
+    recorder.framebuffer(bound ? 'host' : released ? 'released' : 'none');
+    recorder.consolesBound(snapshot.vtconsoles.filter((v) => v.kind === 'fbcon' && v.bound).length);
   }
 
   private async attempt(addresses: readonly PciAddress[], op: () => Promise<{ outcomes: readonly { gpus: readonly PciAddress[]; outcome: string; error?: { code: string; message: string } }[] }>): Promise<void> {

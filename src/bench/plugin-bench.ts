@@ -13,6 +13,7 @@ import { startDevicePlugins } from '../deviceplugin/manager.js';
 import { socketFileName } from '../deviceplugin/resources.js';
 import { discoverHost } from '../host/discover.js';
 import { noopPluginRecorder } from '../metrics/recorders.js';
+import { materialiseProfile } from '../profiles/materialise.js';
 import { BenchKubelet } from './plugin-kubelet.js';
 import { benchPluginKernel } from './plugin-host.js';
 
@@ -64,12 +65,12 @@ async function startEmptyServer(socketPath: string): Promise<grpc.Server> {
   return server;
 }
 
-async function idleFootprint(idleMs: number, execArgv: readonly string[]): Promise<Record<string, number>> {
+async function idleFootprint(idleMs: number, execArgv: readonly string[], hostRoot: string | undefined): Promise<Record<string, number>> {
   const dir = await mkdtemp(join(tmpdir(), 'vh-pbi-'));
   const kubelet = new BenchKubelet(dir);
   await kubelet.start();
   const childPath = fileURLToPath(new URL('./plugin-child.js', import.meta.url));
-  const child = fork(childPath, [dir], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [...execArgv] });
+  const child = fork(childPath, hostRoot ? [dir, hostRoot] : [dir], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [...execArgv] });
   try {
     const report = await new Promise<Record<string, number>>((resolve, reject) => {
       child.on('message', (m: Record<string, unknown>) => {
@@ -156,6 +157,7 @@ export async function runPluginBench(opts: PluginBenchOptions = {}): Promise<Rec
       // Desynchronise from the rescan tick so the samples spread over the interval.
       await new Promise((r) => setTimeout(r, 137));
     }
+    kernel.setDriverBinding(gpu, 'vfio-pci');
     latencies.sort((a, b) => a - b);
     results.update_samples = samples;
     results.update_p50_ms = round(percentile(latencies, 50), 1);
@@ -167,6 +169,21 @@ export async function runPluginBench(opts: PluginBenchOptions = {}): Promise<Rec
     await kubelet.stop();
     await rm(dir, { recursive: true, force: true });
   }
-  if (idleMs > 0) Object.assign(results, await idleFootprint(idleMs, opts.childExecArgv ?? []));
+  if (idleMs > 0) {
+    const argv = opts.childExecArgv ?? [];
+    const prefix = (p: string, r: Record<string, number>): Record<string, number> => Object.fromEntries(Object.entries(r).map(([k, v]) => [`${p}${k}`, v]));
+    // As asked: the plugin over the simulated host (the simulator and its YAML/JSON-schema loader are in
+    // the process too) ...
+    Object.assign(results, prefix('sim_', await idleFootprint(idleMs, argv, undefined)));
+    // ... and as on a node: NodeHost over the same host materialised as real files.
+    const hostRoot = await mkdtemp(join(tmpdir(), 'vh-pbh-'));
+    try {
+      await materialiseProfile(kernel, hostRoot);
+      Object.assign(results, prefix('node_', await idleFootprint(idleMs, argv, hostRoot)));
+    } finally {
+      await rm(hostRoot, { recursive: true, force: true });
+    }
+    results.idle_node_flags = argv.join(' ') || '(none)';
+  }
   return results;
 }

@@ -3,20 +3,24 @@ import { silentLogger } from '../core/logger.js';
 import { startDevicePlugins } from '../deviceplugin/manager.js';
 import { discoverHost } from '../host/discover.js';
 import { noopPluginRecorder } from '../metrics/recorders.js';
+import { NodeHost } from '../sysfs/node-host.js';
+import type { HostReader } from '../sysfs/port.js';
 import { benchPluginKernel } from './plugin-host.js';
 
 /**
- * Child process of the plugin benchmark: runs the device plugin over the simulated bench-16gpu host in
- * `argv[2]` with production settings, then, on `{ measure: ms }` from the parent, samples its own RSS
+ * Child process of the plugin benchmark: runs the device plugin with production settings, with its plugin
+ * dir in `argv[2]`, over the simulated bench-16gpu host, or — when `argv[3]` names a materialised host
+ * tree — over that tree through NodeHost, exactly as on a node (no simulator or profile loader loaded); then, on `{ measure: ms }` from the parent, samples its own RSS
  * and CPU for that long while idle and reports them over IPC.
  */
 async function main(): Promise<void> {
   const dir = process.argv[2];
   if (!dir || !process.send) throw new Error('usage: forked with an IPC channel and the plugin dir as argument');
-  const kernel = await benchPluginKernel();
+  const root = process.argv[3];
+  const reader: HostReader = root ? new NodeHost({ root }) : await benchPluginKernel();
   const plugins = await startDevicePlugins({
-    reader: kernel,
-    scan: () => discoverHost(kernel),
+    reader,
+    scan: () => discoverHost(reader),
     pluginDir: dir,
     resourceConfig: {},
     clock: realClock,

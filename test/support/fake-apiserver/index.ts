@@ -1,7 +1,2 @@
-export { FakeApiServer } from './server.js';
-export type { FakeApiServerOptions, RequestLogEntry, RequestMatch, StoredObject, Verb, WatchEventType } from './server.js';
-export { DEFAULT_RESOURCES, apiVersionOf, resourceKey, resourceTypesFromCrd } from './resources.js';
-export type { ResourceType } from './resources.js';
-export { applyJsonPatch, applyMergePatch, PatchError } from './patch.js';
-export type { JsonPatchOp } from './patch.js';
-export { parseLabelSelector, matchesLabels } from './selectors.js';
+// The fake API server ships in src/testing (the demo and the operator benchmark use it); tests keep importing it here.
+export * from '../../../src/testing/fake-apiserver/index.js';
