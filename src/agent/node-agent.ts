@@ -92,6 +92,11 @@ export class NodeAgent {
     return (await this.deps.kube.get<KubeObject>(NODE_OBJECT, this.deps.nodeName)) as unknown as NodeGpuPassthrough;
   }
 
+  /** Resolves when no pass is running (shutdown waits for an in-flight handoff to finish and journal). */
+  async settled(): Promise<void> {
+    await this.running?.catch(() => undefined);
+  }
+
   /** Runs one pass, or — if one is running — makes sure another follows it (passes never overlap). */
   trigger(): Promise<void> {
     if (this.running) {

@@ -8,6 +8,8 @@ import { handoffJson, handoffText, inspectJson, inspectText } from './format.js'
 import { crashHookFromEnv, createEngine, openHost } from './host.js';
 import { createLogger } from './logger.js';
 import { VERSION } from './version.js';
+import { registerAgentCommand, registerPluginCommand } from './agent-command.js';
+import { registerOperatorCommand } from './operator-command.js';
 
 interface GlobalOpts {
   hostRoot: string;
@@ -81,6 +83,10 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       out(opts.json ? JSON.stringify(handoffJson(report), null, 2) + '\n' : handoffText(report));
       if (report.outcomes.some((o) => o.outcome === 'failed' || o.outcome === 'rolled_back')) process.exitCode = EXIT.HOST_FAILURE;
     });
+
+  registerAgentCommand(program);
+  registerPluginCommand(program);
+  registerOperatorCommand(program);
 
   program
     .command('demo')

@@ -15,6 +15,7 @@ import type { Backoff } from './lifecycle.js';
 import { PciIds } from './pci-ids.js';
 import { preferredAllocation } from './preferred.js';
 import { revalidateDevices } from './revalidate.js';
+import { hostFingerprint } from './fingerprint.js';
 import { compileResourceConfig, defaultResourceName, overrideFor, socketFileName } from './resources.js';
 import type { ResourceConfig, ResourceNamer } from './resources.js';
 import { nodeSocketDir } from './socket-dir.js';
@@ -30,8 +31,13 @@ export interface DevicePluginManagerDeps {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly recorder: PluginRecorder;
-  /** Periodic rescan; with the default 500 ms a host change reaches kubelet well within 1 s. */
+  /**
+   * Poll interval; default 500 ms, so a host change reaches kubelet well within 1 s. Each poll reads a
+   * cheap fingerprint of the state readiness depends on and runs `scan` only when it changed.
+   */
   readonly rescanIntervalMs?: number;
+  /** A full `scan` at least this often even when the fingerprint is unchanged (default 30 s). */
+  readonly fullRescanIntervalMs?: number;
   /** Fallback poll of the plugin dir for when inotify misses a kubelet restart. */
   readonly socketCheckIntervalMs?: number;
   readonly socketDir?: SocketDir;
@@ -57,6 +63,8 @@ export class DevicePluginManager {
   private readonly abort = new AbortController();
   private dirWatch: DirWatch | undefined;
   private scanning: Promise<void> | undefined;
+  private fingerprint: string | undefined;
+  private lastFullScan = 0;
   private rescanAgain = false;
   private loops: Promise<void>[] = [];
   private stopped = false;
@@ -74,7 +82,7 @@ export class DevicePluginManager {
     this.dirWatch = this.socketDir.watch(this.deps.pluginDir, (name) => {
       if (name === undefined || name === KUBELET_SOCKET || name.startsWith('vfio-handoff-')) void this.checkSockets();
     });
-    this.loops.push(this.every(this.deps.rescanIntervalMs ?? 500, () => this.rescan()));
+    this.loops.push(this.every(this.deps.rescanIntervalMs ?? 500, () => this.poll()));
     this.loops.push(this.every(this.deps.socketCheckIntervalMs ?? 1000, () => this.checkSockets()));
   }
 
@@ -116,9 +124,28 @@ export class DevicePluginManager {
     this.plugins.clear();
   }
 
+  /** The periodic tick: a full scan only when the host fingerprint moved (or the full interval passed). */
+  private async poll(): Promise<void> {
+    const snapshot = this.snapshot;
+    const due = this.deps.clock.now() - this.lastFullScan >= (this.deps.fullRescanIntervalMs ?? 30_000);
+    if (snapshot && !due && this.fingerprint !== undefined) {
+      const now = await hostFingerprint(this.deps.reader, snapshot).catch(() => undefined);
+      if (now === this.fingerprint) return;
+    }
+    await this.rescan();
+  }
+
   private async rescanOnce(): Promise<void> {
     if (this.stopped) return;
+    this.lastFullScan = this.deps.clock.now();
+    // Fingerprints on both sides of the scan: only when they agree do we know the snapshot matches the
+    // fingerprint we will compare against; otherwise (a change raced the scan, or the set of watched
+    // functions moved) the next poll scans again.
+    const fingerprintOf = (s: HostSnapshot): Promise<string | undefined> => hostFingerprint(this.deps.reader, s).catch(() => undefined);
+    const before = this.snapshot ? await fingerprintOf(this.snapshot) : undefined;
     const snapshot = await this.deps.scan();
+    const after = await fingerprintOf(snapshot);
+    this.fingerprint = before !== undefined && before === after ? after : undefined;
     await this.nameGpus(snapshot.gpus);
     const next = computeDeviceSets(snapshot, (g) => this.names.get(g.fn.address), this.sets);
     const diff = diffDeviceSets(this.sets, next);

@@ -483,7 +483,8 @@ export class OperatorController {
     }
     const writes = reconcilePolicy(name, view);
     await this.applyAll(writes, policy);
-    const status = (this.fresh(GPU_PASSTHROUGH_REF, this.policies.get(name) ?? policy) as GpuPassthrough).status;
+    const cached = this.policies.get(name);
+    const status = (cached ? this.fresh(GPU_PASSTHROUGH_REF, cached) : policy).status;
     if (status) {
       this.deps.recorder.policy?.(name, {
         nodesDesired: status.nodesMatched ?? 0,

@@ -212,26 +212,6 @@ const scenarios = {
     if (existsSync(CLI)) cliStep('version', ['--version']);
   },
 
-  // Not a test: times the CLI's start-up under TCG with different Node flags (see the report's figures).
-  bench() {
-    const variants = [[], ['--jitless'], ['--max-lazy'], ['--no-opt', '--no-sparkplug'], ['--single-threaded']];
-    const out = [];
-    for (const flags of variants) {
-      for (const args of [['--version'], ['inspect', '--json']]) {
-        const t = Date.now();
-        const r = spawnSync(process.execPath, [...flags, CLI, ...args], { encoding: 'utf8' });
-        out.push({ flags: flags.join(' '), args: args.join(' '), ms: Date.now() - t, status: r.status });
-        log(`bench ${flags.join(' ')} ${args.join(' ')}: ${Date.now() - t} ms`);
-      }
-    }
-    const t = Date.now();
-    spawnSync(process.execPath, ['-e', '0']);
-    out.push({ flags: 'node -e 0', ms: Date.now() - t });
-    log(`bench node -e 0: ${Date.now() - t} ms`);
-    report.steps.push({ name: 'bench', data: out });
-    flush();
-  },
-
   // a. Boot VGA + HDA in one group under efifb, no native drivers.
   bootGpu() {
     record('initial');

@@ -121,8 +121,7 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
   ];
   const args = [
     '-accel', 'tcg,thread=multi,tb-size=512',
-    // VFIO_E2E_QEMU_CPU: experiments only (the default was measured fastest for Node in the guest).
-    '-cpu', process.env.VFIO_E2E_QEMU_CPU ?? 'max',
+    '-cpu', 'max',
     '-M', 'q35,kernel-irqchip=split',
     '-smp', '2',
     '-m', '2048',

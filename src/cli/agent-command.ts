@@ -1,0 +1,168 @@
+import type { Command } from 'commander';
+import { Registry } from 'prom-client';
+import { GrpcPodResources } from '../agent/pod-resources.js';
+import { NODE_LABEL, NODE_OBJECT, NodeAgent } from '../agent/node-agent.js';
+import { realClock } from '../core/clock.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import { discoverHost } from '../host/discover.js';
+import { startDevicePlugins, DEFAULT_PLUGIN_DIR, type RunningDevicePlugins } from '../deviceplugin/manager.js';
+import { ClientNodeKubeApi, type KubeObject } from '../kube/kube-api.js';
+import { ResilientInformer } from '../kube/informer.js';
+import { MetricsServer } from '../metrics/http-server.js';
+import { createAgentMetrics } from '../metrics/metrics.js';
+import { NodeHost } from '../sysfs/node-host.js';
+import { OverlayReader } from '../sysfs/overlay-reader.js';
+import type { HostReader } from '../sysfs/port.js';
+import { createEngine, openHost } from './host.js';
+import { loadKubeConfig } from './kubeconfig.js';
+import { createLogger } from './logger.js';
+import { loadResourceConfig } from './resource-config.js';
+import { shutdownSignal, untilAborted } from './signals.js';
+
+/** pci.ids from the container image when the host mount has none (the DaemonSet mounts only what it needs). */
+function pciIdsReader(host: HostReader): HostReader {
+  return new OverlayReader({ primary: host, fallback: new NodeHost({ root: '/' }), prefixes: ['usr/share/misc/', 'usr/share/hwdata/'] });
+}
+
+function parseDuration(raw: string): number {
+  const m = /^(\d+)(ms|s|m)?$/.exec(raw);
+  if (!m) throw new InvalidArgumentError(`bad duration ${JSON.stringify(raw)} (e.g. 30s, 500ms, 5m)`);
+  const n = Number(m[1]);
+  return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
+}
+
+export function registerPluginCommand(program: Command): void {
+  program
+    .command('plugin')
+    .description('advertise GPUs that are already on vfio-pci to kubelet (read-only: never writes the host)')
+    .option('--host-root <dir>', 'where the host filesystem is mounted', '/')
+    .option('--device-plugin-dir <dir>', "kubelet's device-plugin directory", DEFAULT_PLUGIN_DIR)
+    .option('--resource-config <file>', 'YAML resource-name overrides per address, vendor:device or class')
+    .option('--metrics-addr <addr>', 'serve /metrics, /healthz, /readyz here (empty: off)', '')
+    .option('--rescan-interval <duration>', 'how often to rescan the host for changes', '1s')
+    .option('--profile <name|file>', 'simulated host instead of the real one (for trying it out)')
+    .option('--log-level <level>', 'log level', 'info')
+    .action(async (opts: { hostRoot: string; devicePluginDir: string; resourceConfig?: string; metricsAddr: string; rescanInterval: string; profile?: string; logLevel: string }) => {
+      const logger = createLogger(opts.logLevel, { component: 'plugin' });
+      const signal = shutdownSignal();
+      const { host } = await openHost({ hostRoot: opts.hostRoot, stateDir: '/nonexistent', profile: opts.profile });
+      const reader: HostReader = host; // the plugin only ever reads
+      const registry = new Registry();
+      const recorder = createAgentMetrics(registry, { processMetrics: true });
+      const plugins = await startDevicePlugins({
+        reader: pciIdsReader(reader),
+        scan: () => discoverHost(reader),
+        pluginDir: opts.devicePluginDir,
+        resourceConfig: await loadResourceConfig(opts.resourceConfig),
+        clock: realClock,
+        logger,
+        recorder,
+        rescanIntervalMs: parseDuration(opts.rescanInterval),
+      });
+      const metrics = opts.metricsAddr ? new MetricsServer({ registry, readiness: () => true, logger }) : undefined;
+      if (metrics) await metrics.start(opts.metricsAddr);
+      logger.info({ resources: [...plugins.deviceSets().keys()] }, 'device plugin serving');
+      await untilAborted(signal);
+      await plugins.stop();
+      await metrics?.stop();
+    });
+}
+
+export function registerAgentCommand(program: Command): void {
+  program
+    .command('agent')
+    .description('node agent: drives GPUs to this node\u2019s NodeGpuPassthrough spec and serves the device plugin')
+    .option('--host-root <dir>', 'where the host filesystem is mounted', '/')
+    .option('--state-dir <dir>', 'journal and records of what prepare changed', '/var/lib/vfio-handoff')
+    .option('--device-plugin-dir <dir>', "kubelet's device-plugin directory", DEFAULT_PLUGIN_DIR)
+    .option('--pod-resources-socket <path>', "kubelet's PodResources socket", '/var/lib/kubelet/pod-resources/kubelet.sock')
+    .option('--metrics-addr <addr>', 'serve /metrics, /healthz, /readyz here', ':9464')
+    .option('--node-name <name>', 'this node (the DaemonSet passes spec.nodeName)', process.env.NODE_NAME)
+    .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster)')
+    .option('--resource-config <file>', 'YAML resource-name overrides (policies can also set resourceName)')
+    .option('--resync-interval <duration>', 'level-triggered pass at least this often', '30s')
+    .option('--profile <name|file>', 'simulated host instead of the real one (for trying it out)')
+    .option('--log-level <level>', 'log level', 'info')
+    .action(async (opts: {
+      hostRoot: string;
+      stateDir: string;
+      devicePluginDir: string;
+      podResourcesSocket: string;
+      metricsAddr: string;
+      nodeName?: string;
+      kubeconfig?: string;
+      resourceConfig?: string;
+      resyncInterval: string;
+      profile?: string;
+      logLevel: string;
+    }) => {
+      if (!opts.nodeName) throw new InvalidArgumentError('--node-name (or NODE_NAME) is required');
+      const logger = createLogger(opts.logLevel, { component: 'agent', node: opts.nodeName });
+      const signal = shutdownSignal();
+      const registry = new Registry();
+      const recorder = createAgentMetrics(registry, { processMetrics: true });
+      const { host, store, simulated } = await openHost({ hostRoot: opts.hostRoot, stateDir: opts.stateDir, profile: opts.profile });
+      const engine = createEngine(host, store, logger, { simulated, recorder });
+      // A crash mid-handoff (previous agent process) is finished or undone before anything else.
+      const recovered = await engine.recover(signal);
+      if (recovered.length) logger.warn({ recovered: recovered.map((r) => ({ group: r.group, outcome: r.outcome })) }, 'recovered unfinished handoff');
+
+      let plugins: RunningDevicePlugins | undefined;
+      let lastPassOk = false;
+      const metrics = new MetricsServer({
+        registry,
+        logger,
+        readiness: () => ({ ready: plugins !== undefined && lastPassOk, detail: plugins ? (lastPassOk ? 'ok' : 'last reconcile failed') : 'device plugin not started' }),
+      });
+      await metrics.start(opts.metricsAddr);
+      plugins = await startDevicePlugins({
+        reader: pciIdsReader(host),
+        scan: () => engine.discover(),
+        pluginDir: opts.devicePluginDir,
+        resourceConfig: await loadResourceConfig(opts.resourceConfig),
+        clock: realClock,
+        logger,
+        recorder,
+        rescanIntervalMs: 1_000,
+      });
+      const kubeConfig = loadKubeConfig(opts.kubeconfig);
+      const kube = new ClientNodeKubeApi({ kubeConfig });
+      const agent = new NodeAgent({
+        nodeName: opts.nodeName,
+        engine,
+        kube,
+        podResources: new GrpcPodResources({ socketPath: opts.podResourcesSocket }),
+        clock: realClock,
+        logger,
+        recorder,
+        onHostChanged: (_snapshot, names) => {
+          (plugins?.manager as unknown as { setAddressOverrides?: (n: ReadonlyMap<string, string>) => void } | undefined)?.setAddressOverrides?.(names);
+          void plugins?.rescan();
+        },
+      });
+      const pass = (): void => {
+        agent.trigger().then(
+          () => (lastPassOk = true),
+          (err: Error) => {
+            lastPassOk = false;
+            logger.error({ err: err.message }, 'reconcile pass failed');
+          },
+        );
+      };
+      await agent.ensureObject();
+      const informer = new ResilientInformer<KubeObject>(
+        { kubeConfig, api: kube, clock: realClock, logger },
+        { resource: NODE_OBJECT, labelSelector: `${NODE_LABEL}=${opts.nodeName}`, resyncPeriodMs: parseDuration(opts.resyncInterval) },
+      );
+      informer.on({ add: pass, update: pass, resync: pass });
+      informer.start(signal);
+      pass();
+      await untilAborted(signal);
+      // Stop serving; never release GPUs on shutdown (a rolling update must not unbind GPUs under running VMs).
+      await informer.stop();
+      await agent.settled();
+      await plugins.stop();
+      await metrics.stop();
+      logger.info({}, 'agent stopped; GPU bindings left as they are');
+    });
+}
