@@ -154,8 +154,8 @@ export async function runPluginBench(opts: PluginBenchOptions = {}): Promise<Rec
       kernel.setDriverBinding(gpu, goingBad ? 'nvidia' : 'vfio-pci');
       const at = await kubelet.nextUpdate(resource, (m) => m.devices.some((d) => d.ID === gpu && d.health === (goingBad ? 'Unhealthy' : 'Healthy')));
       latencies.push(at - t0);
-      // Desynchronise from the rescan tick so the samples spread over the interval.
-      await new Promise((r) => setTimeout(r, 137));
+      // Desynchronise from the poll tick so the samples spread over the whole interval.
+      await new Promise((r) => setTimeout(r, 50 + ((i * 173) % 500)));
     }
     kernel.setDriverBinding(gpu, 'vfio-pci');
     latencies.sort((a, b) => a - b);

@@ -136,7 +136,7 @@ export function registerAgentCommand(program: Command): void {
         logger,
         recorder,
         onHostChanged: (_snapshot, names) => {
-          (plugins?.manager as unknown as { setAddressOverrides?: (n: ReadonlyMap<string, string>) => void } | undefined)?.setAddressOverrides?.(names);
+          plugins?.manager.setAddressOverrides(names);
           void plugins?.rescan();
         },
       });

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { KubeConfig } from '@kubernetes/client-node';
 import { InvalidArgumentError as CommanderInvalidArgument, Option } from 'commander';
 import type { Command } from 'commander';
 import { Registry } from 'prom-client';
@@ -9,6 +8,7 @@ import { realClock } from '../core/clock.js';
 import { MetricsServer } from '../metrics/http-server.js';
 import { createOperatorMetrics } from '../metrics/metrics.js';
 import { startOperator } from '../operator/run-operator.js';
+import { loadKubeConfig } from './kubeconfig.js';
 import { createLogger } from './logger.js';
 
 /** `vfio-handoff operator`: the cluster-wide GpuPassthrough controller (a Deployment, usually 2 replicas). */
@@ -39,11 +39,16 @@ export function operatorIdentity(env: NodeJS.ProcessEnv = process.env): string {
   return `${env['POD_NAME'] ?? hostname()}_${randomBytes(4).toString('hex')}`;
 }
 
-export function registerOperatorCommand(program: Command): void {
+export interface OperatorCommandHooks {
+  /** Stops the operator like SIGTERM does (tests; embedding). */
+  stop?: AbortSignal;
+}
+
+export function registerOperatorCommand(program: Command, hooks: OperatorCommandHooks = {}): void {
   program
     .command('operator')
     .description('run the GpuPassthrough operator: merge policies into per-node specs, report status, register with KubeVirt')
-    .option('--kubeconfig <file>', 'kubeconfig file (default: in-cluster service account, then $KUBECONFIG / ~/.kube/config)')
+    .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then the in-cluster service account)')
     .option('--metrics-addr <[host]:port>', 'serve /metrics, /healthz and /readyz here', ':9465')
     .addOption(
       new Option('--leader-elect [bool]', 'elect a leader on a Lease so only one replica reconciles').default(true).preset('true').argParser(parseBool),
@@ -53,9 +58,7 @@ export function registerOperatorCommand(program: Command): void {
     .option('--log-level <level>', 'log level for stderr JSON logs', 'info')
     .action(async (opts: OperatorCommandOptions) => {
       const logger = createLogger(opts.logLevel, { component: 'operator' });
-      const kubeConfig = new KubeConfig();
-      if (opts.kubeconfig) kubeConfig.loadFromFile(opts.kubeconfig);
-      else kubeConfig.loadFromDefault();
+      const kubeConfig = loadKubeConfig(opts.kubeconfig);
 
       const registry = new Registry();
       const recorder = createOperatorMetrics(registry, { processMetrics: true });
@@ -66,6 +69,7 @@ export function registerOperatorCommand(program: Command): void {
       };
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);
+      hooks.stop?.addEventListener('abort', () => shutdown.abort(hooks.stop?.reason), { once: true });
 
       const handle = startOperator({
         kubeConfig,

@@ -1,9 +1,21 @@
 import { BlockedError, InvalidArgumentError } from '../core/errors.js';
-import type { HostSnapshot } from '../host/model.js';
+import { functionIndex } from '../handoff/group.js';
+import type { Gpu, HostSnapshot } from '../host/model.js';
 import type { ContainerAllocateResponse, DeviceSpec } from './api.js';
 import { notReadyReason } from './devices.js';
 import type { NotReadyReason, PluginDevice } from './devices.js';
 import { pciResourceEnvVar } from './resources.js';
+import { groupIndex } from './revalidate.js';
+
+const gpuCache = new WeakMap<HostSnapshot, ReadonlyMap<string, Gpu>>();
+function gpuIndex(snapshot: HostSnapshot): ReadonlyMap<string, Gpu> {
+  let idx = gpuCache.get(snapshot);
+  if (!idx) {
+    idx = new Map(snapshot.gpus.map((g) => [g.fn.address as string, g]));
+    gpuCache.set(snapshot, idx);
+  }
+  return idx;
+}
 
 /**
  * Allocate, as a pure function of the freshest host state we have. kubelet checkpoints the response and
@@ -39,13 +51,14 @@ export function buildContainerAllocateResponse(
 ): ContainerAllocateResponse {
   if (deviceIds.length === 0) throw new InvalidArgumentError(`allocate for ${resource}: the container request lists no devices`);
   const known = new Set<string>(advertised.map((d) => d.id));
+  const gpus = gpuIndex(snapshot);
   const seen = new Set<string>();
   const groups: number[] = [];
   const blocked: { code: string; message: string }[] = [];
   for (const id of deviceIds) {
     if (seen.has(id)) throw new InvalidArgumentError(`allocate for ${resource}: device ${id} is requested twice`);
     seen.add(id);
-    const gpu = snapshot.gpus.find((g) => g.fn.address === id);
+    const gpu = gpus.get(id);
     if (!known.has(id) || !gpu) {
       throw new InvalidArgumentError(`allocate for ${resource}: unknown device ${JSON.stringify(id)} (not a device this plugin advertises)`);
     }
@@ -63,11 +76,12 @@ export function buildContainerAllocateResponse(
 
   const devices: DeviceSpec[] = [spec(VFIO_CONTAINER), ...groups.map((g) => spec(`/dev/vfio/${g}`))];
   if (snapshot.iommufd) {
+    const fns = functionIndex(snapshot);
     devices.push(spec(IOMMUFD));
     for (const g of groups) {
-      const members = snapshot.groups.find((x) => x.id === g)?.members ?? [];
-      for (const fn of snapshot.functions) {
-        if (!members.includes(fn.address) || fn.driver !== 'vfio-pci') continue;
+      for (const member of groupIndex(snapshot).get(g)?.members ?? []) {
+        const fn = fns.get(member);
+        if (fn?.driver !== 'vfio-pci') continue;
         for (const cdev of fn.vfioDevices) devices.push(spec(`/dev/vfio/devices/${cdev}`));
       }
     }

@@ -55,8 +55,9 @@ function toServiceError(err: unknown): Partial<grpc.StatusObject> {
  */
 export class GrpcPluginServer {
   private server: grpc.Server | undefined;
-  private readonly streams = new Set<grpc.ServerWritableStream<Empty, ListAndWatchResponse>>();
+  private readonly streams = new Map<grpc.ServerWritableStream<Empty, ListAndWatchResponse>, number>();
   private stopping = false;
+  private generation = 0;
 
   constructor(
     private readonly deps: {
@@ -79,10 +80,14 @@ export class GrpcPluginServer {
       GetDevicePluginOptions: (_call: grpc.ServerUnaryCall<Empty, DevicePluginOptions>, cb: grpc.sendUnaryData<DevicePluginOptions>) =>
         cb(null, PLUGIN_OPTIONS),
       ListAndWatch: (call: grpc.ServerWritableStream<Empty, ListAndWatchResponse>) => {
-        this.streams.add(call);
+        const generation = this.generation;
+        this.streams.set(call, generation);
         const gone = (): void => {
           if (!this.streams.delete(call)) return;
-          if (!this.stopping) handlers.streamBroken();
+          // Only the stream of the latest registration matters: kubelet may drop the stream of an
+          // earlier registration when we register again, and reacting to that would loop.
+          const current = generation === this.generation && ![...this.streams.values()].includes(generation);
+          if (!this.stopping && current) handlers.streamBroken();
         };
         call.on('cancelled', gone);
         call.on('close', gone);
@@ -115,9 +120,14 @@ export class GrpcPluginServer {
     this.server = server;
   }
 
+  /** Called right before each Register: streams opened from now on belong to the new registration. */
+  beginRegistration(): void {
+    this.generation++;
+  }
+
   /** Pushes the full list to every open ListAndWatch stream. */
   update(devices: readonly Device[]): void {
-    for (const s of this.streams) s.write({ devices: [...devices] });
+    for (const s of this.streams.keys()) s.write({ devices: [...devices] });
   }
 
   /** Ends the streams and closes the socket; waits at most `graceMs` for in-flight calls. */
@@ -125,7 +135,7 @@ export class GrpcPluginServer {
     this.stopping = true;
     const server = this.server;
     this.server = undefined;
-    for (const s of this.streams) s.end();
+    for (const s of this.streams.keys()) s.end();
     this.streams.clear();
     if (!server) return;
     await new Promise<void>((resolve) => {

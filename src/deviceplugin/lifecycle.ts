@@ -141,6 +141,7 @@ export class ResourcePlugin {
     const kubelet = await this.deps.socketDir.stat(this.kubeletSocket);
     try {
       if (!kubelet) throw new KubeletError(`kubelet socket ${this.kubeletSocket} does not exist`);
+      this.server?.beginRegistration();
       await registerWithKubelet(
         api,
         this.kubeletSocket,
@@ -180,7 +181,7 @@ export class ResourcePlugin {
         if (err instanceof ConflictError) {
           this.deps.logger.error({ resource: this.deps.resource, err: err.message }, 'another instance took over the socket');
         }
-        this.pending ??= trigger === 'retry' ? 'retry' : trigger;
+        this.pending ??= trigger;
         const delay = backoffDelay(attempt++, this.deps.backoff ?? DEFAULT_BACKOFF, this.deps.random);
         try {
           await this.deps.clock.sleep(delay, this.abort.signal);

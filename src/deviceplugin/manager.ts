@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { ConflictError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -56,6 +55,7 @@ export class DevicePluginManager {
   private sets: DeviceSets = new Map();
   private snapshot: HostSnapshot | undefined;
   private readonly names = new Map<string, string>(); // GPU address → resource name
+  private addressOverrides: ReadonlyMap<string, string> = new Map();
   private readonly namer: ResourceNamer;
   private readonly pciIds: PciIds;
   private readonly socketDir: SocketDir;
@@ -112,6 +112,17 @@ export class DevicePluginManager {
       }
     })();
     return this.scanning;
+  }
+
+  /**
+   * Resource names chosen per GPU address by the cluster (a GpuPassthrough's resourceName, passed down by
+   * the agent); they win over the static configuration and pci.ids. A change renames at the next scan.
+   */
+  setAddressOverrides(overrides: ReadonlyMap<string, string>): void {
+    const changed = new Set([...this.addressOverrides.keys(), ...overrides.keys()].filter((a) => this.addressOverrides.get(a) !== overrides.get(a)));
+    if (changed.size === 0) return;
+    this.addressOverrides = new Map(overrides);
+    for (const a of changed) this.names.delete(a);
   }
 
   async stop(): Promise<void> {
@@ -241,6 +252,7 @@ export class DevicePluginManager {
     for (const gpu of gpus) {
       if (this.names.has(gpu.fn.address)) continue;
       const name =
+        this.addressOverrides.get(gpu.fn.address) ??
         overrideFor(this.namer, gpu.fn) ??
         defaultResourceName(gpu.fn, await this.pciIds.deviceName(gpu.fn.vendorId, gpu.fn.deviceId));
       this.names.set(gpu.fn.address, name);
@@ -303,4 +315,4 @@ export async function startDevicePlugins(deps: StartDevicePluginsDeps): Promise<
 }
 
 /** The default plugin directory kubelet serves `kubelet.sock` in. */
-export const DEFAULT_PLUGIN_DIR = join('/var/lib/kubelet/device-plugins');
+export const DEFAULT_PLUGIN_DIR = '/var/lib/kubelet/device-plugins';

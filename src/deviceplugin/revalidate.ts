@@ -1,10 +1,22 @@
 import type { PciAddress } from '../core/pci-address.js';
-import type { HostSnapshot } from '../host/model.js';
+import { functionIndex } from '../handoff/group.js';
+import type { HostSnapshot, IommuGroup, PciFunction } from '../host/model.js';
 import * as P from '../sysfs/paths.js';
 import type { HostReader } from '../sysfs/port.js';
 import type { NotReadyReason } from './devices.js';
 
 const basename = (link: string | undefined): string | undefined => (link === undefined ? undefined : link.slice(link.lastIndexOf('/') + 1));
+
+const groupCache = new WeakMap<HostSnapshot, ReadonlyMap<number, IommuGroup>>();
+/** Group by id, built once per snapshot (Allocate runs many times against the same snapshot). */
+export function groupIndex(snapshot: HostSnapshot): ReadonlyMap<number, IommuGroup> {
+  let idx = groupCache.get(snapshot);
+  if (!idx) {
+    idx = new Map(snapshot.groups.map((g) => [g.id, g]));
+    groupCache.set(snapshot, idx);
+  }
+  return idx;
+}
 
 /**
  * Re-checks, right before Allocate answers, the few host facts the answer depends on — for the requested
@@ -19,14 +31,15 @@ export async function revalidateDevices(
   snapshot: HostSnapshot,
   ids: readonly string[],
 ): Promise<Map<string, NotReadyReason | undefined>> {
-  const fns = new Map(snapshot.functions.map((f) => [f.address as string, f]));
+  const fns = functionIndex(snapshot) as ReadonlyMap<string, PciFunction>;
+  const groups = groupIndex(snapshot);
   const out = new Map<string, NotReadyReason | undefined>();
   await Promise.all(
     ids.map(async (id) => {
       const fn = fns.get(id);
       const group = fn?.iommuGroup;
       if (!fn || group === undefined) return; // unknown or group-less: the snapshot check rejects it
-      const expected = snapshot.groups.find((g) => g.id === group)?.members ?? [fn.address];
+      const expected = groups.get(group)?.members ?? [fn.address];
       const endpoints = expected.filter((a) => !fns.get(a)?.isBridge);
       const [members, node, ...drivers] = await Promise.all([
         reader.list(P.iommuGroupDevices(group)),

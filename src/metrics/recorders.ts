@@ -81,7 +81,7 @@ export const HANDOFF_REASONS = [
 export type HandoffReason = (typeof HANDOFF_REASONS)[number];
 
 /** Why the device plugin registered with kubelet again. */
-export const REREGISTRATION_TRIGGERS = ['kubelet_restart', 'socket_removed', 'signal', 'retry', 'devices_changed', 'other'] as const;
+export const REREGISTRATION_TRIGGERS = ['kubelet_restart', 'socket_removed', 'stream_broken', 'signal', 'retry', 'devices_changed', 'other'] as const;
 export type ReregistrationTrigger = (typeof REREGISTRATION_TRIGGERS)[number];
 
 /**

@@ -101,6 +101,11 @@ export class SimulatedAgents {
     await this.writeStatus(name, { observedGeneration: 1, inventory, gpus: inventory.map((g) => this.gpuStatus(name, g, 'Host')), node: NODE_FACTS });
   }
 
+  /** Adopts a node whose Node and NodeGpuPassthrough (with inventory) already exist, e.g. seeded by a benchmark. */
+  register(name: string, inventory: InventoryGpu[]): void {
+    this.inventories.set(name, inventory);
+  }
+
   /** The next answers for this GPU report Failed with `reason` (until `clearFailure`). */
   fail(node: string, address: string, reason: string, message: string): void {
     this.failures.set(`${node}|${address}`, { reason, message });
@@ -140,7 +145,8 @@ export class SimulatedAgents {
 
   private maybeAnswer(node: string): void {
     const s = this.informer.get(node);
-    if (!s || !isNodeGpuPassthrough(s) || !this.inventories.has(node)) return;
+    // No status yet: addNode is about to report the inventory; answering now would only race it.
+    if (!s || !isNodeGpuPassthrough(s) || !s.status || !this.inventories.has(node)) return;
     const generation = s.metadata.generation ?? 0;
     if ((s.status?.observedGeneration ?? 0) >= generation && !this.releasingHeld(s)) return;
     this.answer(node, false);

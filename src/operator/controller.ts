@@ -178,8 +178,12 @@ export class OperatorController {
     await Promise.all([this.policies.stop(), this.nodes.stop(), this.states.stop(), this.kubevirts?.stop()]);
   }
 
+  /**
+   * The three informers have listed. KubeVirt is left out on purpose: a CRD check that keeps failing
+   * (RBAC, a flaky apiextensions) must not make every replica unready; deletions wait for it instead.
+   */
   hasSynced(): boolean {
-    return this.policies.hasSynced() && this.nodes.hasSynced() && this.states.hasSynced() && this.kubevirtState !== 'unknown';
+    return this.policies.hasSynced() && this.nodes.hasSynced() && this.states.hasSynced();
   }
 
   async waitForSync(signal?: AbortSignal): Promise<void> {
@@ -483,6 +487,11 @@ export class OperatorController {
     }
     const writes = reconcilePolicy(name, view);
     await this.applyAll(writes, policy);
+    if (writes.some((w) => w.kind === 'removeFinalizer')) {
+      // Gone (or going): a deleted policy must stop being reported, or its last Degraded would keep alerting.
+      this.deps.recorder.policyRemoved?.(name);
+      return;
+    }
     const cached = this.policies.get(name);
     const status = (cached ? this.fresh(GPU_PASSTHROUGH_REF, cached) : policy).status;
     if (status) {
@@ -507,7 +516,17 @@ export class OperatorController {
   private async applyAll(writes: readonly Write[], policy?: GpuPassthrough): Promise<void> {
     let previousStatus = policy?.status;
     for (const w of writes) {
-      const written = await this.applier.apply(w, previousStatus);
+      let written;
+      try {
+        written = await this.applier.apply(w, previousStatus);
+      } catch (err) {
+        // The object went away under us: its delete event enqueues whatever must follow. Not a failure.
+        if (err instanceof NotFoundError) {
+          this.log.debug({ write: w.kind, err: err.message }, 'object gone; skipping the rest of this reconcile');
+          return;
+        }
+        throw err;
+      }
       if (!written) continue;
       const name = written.object.metadata?.name;
       if (name === undefined) continue;

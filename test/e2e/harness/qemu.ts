@@ -6,7 +6,7 @@
  * q35's emulated Intel IOMMU for real IOMMU groups.
  */
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import type { GuestReport } from './report.js';
@@ -142,11 +142,18 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
   const start = Date.now();
   let serial = '';
   const partial = { rest: '' };
+  // Streamed to disk as it comes, so a long or hung guest can be watched with `tail -f`.
+  const serialFile = join(outDir, 'serial.log');
+  writeFileSync(serialFile, '');
+  const add = (text: string): void => {
+    serial += text;
+    appendFileSync(serialFile, text);
+  };
   const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.setEncoding('utf8');
   child.stderr.setEncoding('utf8');
-  child.stdout.on('data', (c: string) => (serial += timestamped(start, c, partial)));
-  child.stderr.on('data', (c: string) => (serial += timestamped(start, `[qemu stderr] ${c}`, { rest: '' })));
+  child.stdout.on('data', (c: string) => add(timestamped(start, c, partial)));
+  child.stderr.on('data', (c: string) => add(timestamped(start, `[qemu stderr] ${c}`, { rest: '' })));
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -154,16 +161,15 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
   }, timeoutMs);
   const qemuExit = await new Promise<number | null>((resolveExit) => {
     child.on('error', (err) => {
-      serial += `[host] spawn failed: ${err.message}\n`;
+      add(`[host] spawn failed: ${err.message}\n`);
       resolveExit(null);
     });
     child.on('close', (code) => resolveExit(code));
   });
   clearTimeout(timer);
-  if (partial.rest !== '') serial += `${partial.rest}\n`;
+  if (partial.rest !== '') add(`${partial.rest}\n`);
   const wallMs = Date.now() - start;
-  serial += `[host] qemu exit=${String(qemuExit)} timedOut=${String(timedOut)} wall=${(wallMs / 1000).toFixed(1)}s\n`;
-  writeFileSync(join(outDir, 'serial.log'), serial);
+  add(`[host] qemu exit=${String(qemuExit)} timedOut=${String(timedOut)} wall=${(wallMs / 1000).toFixed(1)}s\n`);
 
   const reportFile = join(outDir, 'report.json');
   const report = existsSync(reportFile) ? (JSON.parse(readFileSync(reportFile, 'utf8')) as GuestReport) : undefined;

@@ -6,6 +6,7 @@ import { silentLogger } from '../../../src/core/logger.js';
 import { startDevicePlugins } from '../../../src/deviceplugin/manager.js';
 import type { RunningDevicePlugins } from '../../../src/deviceplugin/manager.js';
 import type { ResourceConfig } from '../../../src/deviceplugin/resources.js';
+import { nodeSocketDir } from '../../../src/deviceplugin/socket-dir.js';
 import { discoverHost } from '../../../src/host/discover.js';
 import type { PluginRecorder } from '../../../src/metrics/recorders.js';
 import type { HostProfile, ProfileDevice } from '../../../src/profiles/profile.js';
@@ -100,8 +101,10 @@ export interface Rig {
   readonly kubelet: FakeKubelet;
   readonly recorder: ReturnType<typeof recordingRecorder>;
   readonly hidden: Set<string>;
+  /** Full discovery passes so far. */
+  scans: number;
   plugins: RunningDevicePlugins | undefined;
-  start(opts?: { rescanIntervalMs?: number; resourceConfig?: ResourceConfig }): Promise<RunningDevicePlugins>;
+  start(opts?: { rescanIntervalMs?: number; resourceConfig?: ResourceConfig; noDirWatch?: boolean }): Promise<RunningDevicePlugins>;
   cleanup(): Promise<void>;
 }
 
@@ -117,11 +120,15 @@ export async function makeRig(reader: HostReader, opts: { kubelet?: boolean; dir
     kubelet,
     recorder,
     hidden,
+    scans: 0,
     plugins: undefined,
     async start(o = {}) {
       rig.plugins = await startDevicePlugins({
         reader: host,
-        scan: () => discoverHost(host),
+        scan: () => {
+          rig.scans++;
+          return discoverHost(host);
+        },
         pluginDir: dir,
         resourceConfig: o.resourceConfig ?? {},
         clock: realClock,
@@ -130,6 +137,8 @@ export async function makeRig(reader: HostReader, opts: { kubelet?: boolean; dir
         rescanIntervalMs: o.rescanIntervalMs ?? 100,
         socketCheckIntervalMs: 200,
         backoff: { initialMs: 50, maxMs: 400 },
+        // Without inotify only the periodic stat fallback sees the plugin directory change.
+        socketDir: o.noDirWatch ? { ...nodeSocketDir, watch: () => ({ close: () => undefined }) } : nodeSocketDir,
       });
       return rig.plugins;
     },

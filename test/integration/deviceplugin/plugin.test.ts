@@ -129,6 +129,18 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     expect(view.updates.length).toBe(7);
   });
 
+  it('polls a cheap fingerprint and runs no full discovery while nothing changes', async () => {
+    const kernel = new SimulatedKernel(twoRtxProfile());
+    const rig = await rigWith(kernel, { rescanIntervalMs: 50 });
+    await new Promise((r) => setTimeout(r, 300)); // settle: a change costs at most two scans
+    const before = rig.scans;
+    await new Promise((r) => setTimeout(r, 1000)); // ~20 polls
+    expect(rig.scans - before).toBe(0);
+    kernel.setDriverBinding(GPU1, 'nvidia');
+    await rig.kubelet.waitFor(() => rig.kubelet.unhealthy(RTX).includes(GPU1), 3000, 'GPU1 unhealthy');
+    expect(rig.scans - before).toBeGreaterThanOrEqual(1);
+  });
+
   it('hot-remove drops a device, hot-add advertises a new one, each within 1 s', async () => {
     const kernel = new SimulatedKernel(twoRtxProfile());
     const rig = await rigWith(kernel, { rescanIntervalMs: 500 });
@@ -173,12 +185,34 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     expect(resp.container_responses[0]!.envs).toEqual({ PCI_RESOURCE_NVIDIA_COM_GA102_GEFORCE_RTX_3090: GPU0 });
   });
 
+  it('re-registers after a kubelet restart with only the stat fallback watching the directory', async () => {
+    const kernel = new SimulatedKernel(twoRtxProfile());
+    const rig = await makeRig(kernel);
+    rigs.push(rig);
+    await rig.start({ noDirWatch: true });
+    await rig.kubelet.waitFor(() => rig.kubelet.healthy(RTX).length === 2, 5000, 'registration');
+    await rig.kubelet.restart();
+    await rig.kubelet.waitFor(() => rig.kubelet.resource(RTX)!.registrations.length === 2 && rig.kubelet.healthy(RTX).length === 2, 5000, 're-registration');
+    expect((await stat(join(rig.dir, socketFileName(RTX)))).isSocket()).toBe(true);
+  });
+
   it('re-registers when the ListAndWatch stream breaks (kubelet never re-dials)', async () => {
     const rig = await rigWith(new SimulatedKernel(twoRtxProfile()));
     rig.kubelet.breakStream(RTX);
     await rig.kubelet.waitFor(() => rig.kubelet.resource(RTX)!.registrations.length === 2 && rig.kubelet.healthy(RTX).length === 2, 5000, 're-registration');
     await rig.kubelet.waitFor(() => rig.recorder.events.reregistered.length >= 1, 3000, 'reregistered recorded');
     expect(rig.recorder.events.reregistered).toEqual([[RTX, 'stream_broken']]);
+  });
+
+  it('does not loop when kubelet drops the previous stream because we registered again', async () => {
+    const rig = await rigWith(new SimulatedKernel(twoRtxProfile()));
+    // Registering again while the first stream is open: the emulator, like kubelet replacing the
+    // endpoint, cancels the old stream. That must not count as "stream broken".
+    rig.plugins!.manager.plugin(RTX)!.kick('retry');
+    await rig.kubelet.waitFor(() => rig.kubelet.resource(RTX)!.registrations.length === 2 && rig.kubelet.healthy(RTX).length === 2, 5000, 'second registration');
+    await new Promise((r) => setTimeout(r, 800));
+    expect(rig.kubelet.resource(RTX)!.registrations).toHaveLength(2);
+    expect(rig.recorder.events.reregistered).toEqual([[RTX, 'retry']]);
   });
 
   it('keeps serving and retries with backoff when kubelet is not there yet', async () => {
@@ -237,6 +271,8 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     expect(r.container_responses[0]!.deviceIDs).toEqual([GPU1]);
     const two = await rig.kubelet.preferred(RTX, { available_deviceIDs: [GPU1, GPU0], must_include_deviceIDs: [], allocation_size: 2 });
     expect(two.container_responses[0]!.deviceIDs).toEqual([GPU0, GPU1]);
+    // pre_start_required is false, but an (old) kubelet calling PreStartContainer gets an empty answer.
+    expect(await rig.kubelet.preStart(RTX, [GPU0])).toEqual({});
   });
 
   it('uses configured resource names', async () => {
