@@ -114,7 +114,8 @@ export function registerAgentCommand(program: Command): void {
         logger,
         readiness: () => ({ ready: plugins !== undefined && lastPassOk, detail: plugins ? (lastPassOk ? 'ok' : 'last reconcile failed') : 'device plugin not started' }),
       });
-      await metrics.start(opts.metricsAddr);
+      const bound = await metrics.start(opts.metricsAddr);
+      logger.info({ metrics: bound }, 'metrics listening');
       plugins = await startDevicePlugins({
         reader: pciIdsReader(host),
         scan: () => engine.discover(),

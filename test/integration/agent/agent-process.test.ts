@@ -1,0 +1,118 @@
+import * as grpc from '@grpc/grpc-js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPodResourcesDefinition } from '../../../src/agent/pod-resources.js';
+import type { NodeGpuPassthrough } from '../../../src/operator/api.js';
+import { FakeApiServer } from '../../support/fake-apiserver/index.js';
+import { FakeKubelet } from '../../support/fake-kubelet.js';
+
+const CLI = join(process.cwd(), 'dist/cli/main.js');
+const NODE = 'worker-7';
+
+/** kubelet's PodResources server, answering with whatever devices the test says pods hold. */
+async function startPodResources(socket: string, held: () => string[]): Promise<grpc.Server> {
+  const pkg = loadPodResourcesDefinition() as unknown as { v1: { PodResourcesLister: { service: grpc.ServiceDefinition } } };
+  const server = new grpc.Server();
+  server.addService(pkg.v1.PodResourcesLister.service, {
+    List: (_call: unknown, cb: grpc.sendUnaryData<object>) =>
+      cb(null, { pod_resources: [{ name: 'virt-launcher-vm1', namespace: 'vms', containers: [{ name: 'compute', devices: [{ resource_name: 'example.com/h100', device_ids: held() }] }] }] }),
+  });
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+  return server;
+}
+
+async function until<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('vfio-handoff agent (real process, simulated host, fake cluster and kubelet)', () => {
+  let api: FakeApiServer;
+  let kubelet: FakeKubelet;
+  let podResources: grpc.Server;
+  let dir: string;
+  let agent: ChildProcess;
+  let stderr = '';
+  let held: string[] = [];
+
+  beforeAll(async () => {
+    if (!existsSync(CLI)) throw new Error('dist/cli/main.js missing: npm test builds first');
+    dir = await mkdtemp(join(tmpdir(), 'vh-agent-'));
+    api = await FakeApiServer.start();
+    api.seed('', 'v1', 'nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: NODE } });
+    await writeFile(join(dir, 'kubeconfig'), api.kubeConfig().exportConfig());
+    const pluginDir = join(dir, 'device-plugins');
+    await mkdir(pluginDir);
+    kubelet = await FakeKubelet.start(pluginDir);
+    podResources = await startPodResources(join(dir, 'pod-resources.sock'), () => held);
+    agent = spawn(process.execPath, [
+      CLI, 'agent', '--profile', 'server-aspeed-4xh100', '--node-name', NODE, '--kubeconfig', join(dir, 'kubeconfig'),
+      '--device-plugin-dir', pluginDir, '--pod-resources-socket', join(dir, 'pod-resources.sock'),
+      '--state-dir', join(dir, 'state'), '--metrics-addr', '127.0.0.1:0', '--resync-interval', '1s', '--log-level', 'info',
+    ]);
+    agent.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  });
+
+  afterAll(async () => {
+    agent?.kill('SIGKILL');
+    podResources?.forceShutdown();
+    await kubelet?.close();
+    await api?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const nodeObject = () => api.object('handoff.dev', 'v1alpha1', 'nodegpupassthroughs', NODE) as unknown as NodeGpuPassthrough | undefined;
+  const phaseOf = (address: string) => nodeObject()?.status?.gpus?.find((g) => g.address === address);
+
+  it('creates its node object and reports the inventory', async () => {
+    const inv = await until('inventory', () => nodeObject()?.status?.inventory);
+    expect(inv.map((g) => g.address)).toContain('0000:18:00.0');
+  });
+
+  it('prepares the GPU the spec asks for, advertises it under the policy\u2019s resource name, and Allocate carries the KubeVirt env', async () => {
+    const obj = nodeObject()!;
+    api.seed('handoff.dev', 'v1alpha1', 'nodegpupassthroughs', {
+      ...(obj as unknown as Record<string, unknown>),
+      spec: { gpus: [{ address: '0000:18:00.0', resourceName: 'example.com/h100', policy: 'vm-gpus' }] },
+    });
+    await until('Ready', () => phaseOf('0000:18:00.0')?.phase === 'Ready');
+    await kubelet.waitFor(() => kubelet.healthy('example.com/h100').includes('0000:18:00.0'), 10_000, 'device advertised');
+    const res = await kubelet.allocate('example.com/h100', [['0000:18:00.0']]);
+    const c = res.container_responses[0]!;
+    expect(c.envs).toEqual({ PCI_RESOURCE_EXAMPLE_COM_H100: '0000:18:00.0' });
+    expect(c.devices.map((d) => d.host_path)).toEqual(expect.arrayContaining(['/dev/vfio/vfio', '/dev/vfio/31']));
+  });
+
+  it('serves metrics that count the Ready GPU', async () => {
+    const line = await until('metrics address', () => stderr.split('\n').find((l) => l.includes('metrics listening')));
+    const port = (JSON.parse(line) as { metrics: { port: number } }).metrics.port;
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(text).toMatch(/vfio_handoff_gpus\{phase="Ready",resource="example.com\/h100"\} 1/);
+    expect(text).toMatch(/vfio_handoff_plugin_registered\{resource="example.com\/h100"\} 1/);
+  });
+
+  it('does not release a GPU a pod holds when the spec drops it', async () => {
+    held = ['0000:18:00.0'];
+    const obj = nodeObject()!;
+    api.seed('handoff.dev', 'v1alpha1', 'nodegpupassthroughs', { ...(obj as unknown as Record<string, unknown>), spec: { gpus: [] } });
+    await until('Releasing/InUse', () => phaseOf('0000:18:00.0')?.reason === 'InUse');
+    expect(phaseOf('0000:18:00.0')?.phase).toBe('Releasing');
+  });
+
+  it('stops cleanly on SIGTERM without releasing anything', async () => {
+    const exited = new Promise<number | null>((resolve) => agent.on('exit', (code) => resolve(code)));
+    agent.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).toContain('GPU bindings left as they are');
+    expect(stderr).not.toMatch(/"msg":"step".*vfio-pci\/unbind/);
+  });
+});
