@@ -93,7 +93,8 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .description('run inspect → prepare → release on built-in simulated hosts')
     .action(async () => {
       const { runDemo } = await import('./demo.js');
-      await runDemo(out);
+      const { demoDevicePlugin, demoOperator } = await import('./demo-cluster.js');
+      await runDemo(out, [demoDevicePlugin, demoOperator]);
     });
 
   return program;
