@@ -170,7 +170,11 @@ export async function runOperatorBench(opts: OperatorBenchOptions = {}): Promise
     let peakRss = 0;
     for (;;) {
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
-      if (performance.now() - t0 > timeoutMs) throw new Error(`operator did not converge within ${timeoutMs} ms`);
+      if (performance.now() - t0 > timeoutMs) {
+        const p = server.object('handoff.dev', 'v1alpha1', 'gpupassthroughs', 'h100') as GpuPassthrough | undefined;
+        const labelled = names.filter((n) => server.object('', 'v1', 'nodes', n)?.metadata.labels?.[READY_LABEL] === 'true').length;
+        throw new Error(`operator did not converge within ${timeoutMs} ms: ${labelled}/${nodes} nodes labelled, policy status ${JSON.stringify(p?.status ?? null)}`);
+      }
       await realClock.sleep(100);
       if (specsAt === undefined) {
         const last = server.object('handoff.dev', 'v1alpha1', 'nodegpupassthroughs', names[names.length - 1] as string);

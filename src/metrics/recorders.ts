@@ -1,3 +1,6 @@
+import { ERROR_CODES } from '../core/errors.js';
+import { REASON_CODES } from '../handoff/verdict.js';
+import type { GpuPhase } from '../operator/api.js';
 /**
  * Narrow recorder interfaces: domain modules report through these and never import prom-client.
  * src/metrics/metrics.ts implements them over an injected prom-client Registry.
@@ -44,40 +47,14 @@ export const noopReconcileRecorder: ReconcileRecorder = {
 // in these lists is recorded as 'other' by src/metrics/metrics.ts, never as free text.
 // ---------------------------------------------------------------------------------------------
 
-/** Per-GPU phases, as in NodeGpuPassthrough status.gpus[].phase. */
-export const GPU_PHASES = ['Host', 'Preparing', 'Ready', 'Releasing', 'Failed'] as const;
-export type GpuPhase = (typeof GPU_PHASES)[number];
+/** Per-GPU phases, as in NodeGpuPassthrough status.gpus[].phase (one vocabulary: the CRD's). */
+export { GPU_PHASES, type GpuPhase } from '../operator/api.js';
 
 /**
  * Reason codes a handoff attempt may finish with: 'none' for success, the error codes of
  * src/core/errors.ts, and the inspect verdict reason codes. Anything else becomes 'other'.
  */
-export const HANDOFF_REASONS = [
-  'none',
-  'INVALID_ARGUMENT',
-  'NOT_FOUND',
-  'NOT_A_GPU',
-  'BLOCKED',
-  'IN_USE',
-  'HOST_READ_FAILED',
-  'HOST_WRITE_FAILED',
-  'TIMEOUT',
-  'VERIFY_FAILED',
-  'JOURNAL',
-  'PROFILE_INVALID',
-  'KUBELET',
-  'KUBE_API',
-  'CONFLICT',
-  'INTERNAL',
-  'IOMMU_OFF',
-  'FOREIGN_DEVICE',
-  'BOOT_GPU_NOT_PERMITTED',
-  'VFIO_PCI_MISSING',
-  'SRIOV_VFS_ENABLED',
-  'HOST_DRIVER_BUSY',
-  'NO_IOMMU_GROUP',
-  'other',
-] as const;
+export const HANDOFF_REASONS = ['none', ...ERROR_CODES, ...REASON_CODES, 'other'] as const;
 export type HandoffReason = (typeof HANDOFF_REASONS)[number];
 
 /** Why the device plugin registered with kubelet again. */
