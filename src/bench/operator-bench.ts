@@ -173,6 +173,12 @@ export async function runOperatorBench(opts: OperatorBenchOptions = {}): Promise
       if (performance.now() - t0 > timeoutMs) {
         const p = server.object('handoff.dev', 'v1alpha1', 'gpupassthroughs', 'h100') as GpuPassthrough | undefined;
         const labelled = names.filter((n) => server.object('', 'v1', 'nodes', n)?.metadata.labels?.[READY_LABEL] === 'true').length;
+        const stuck = names
+          .filter((n) => server.object('', 'v1', 'nodes', n)?.metadata.labels?.[READY_LABEL] !== 'true')
+          .slice(0, 3)
+          .map((n) => JSON.stringify(server.object('handoff.dev', 'v1alpha1', 'nodegpupassthroughs', n)))
+          .join('\n');
+        if (process.env['OPERATOR_BENCH_DEBUG']) process.stderr.write(stuck + '\n');
         throw new Error(`operator did not converge within ${timeoutMs} ms: ${labelled}/${nodes} nodes labelled, policy status ${JSON.stringify(p?.status ?? null)}`);
       }
       await realClock.sleep(100);

@@ -5,11 +5,13 @@ import { NODE_LABEL, NODE_OBJECT, NodeAgent } from '../agent/node-agent.js';
 import { realClock } from '../core/clock.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { discoverHost } from '../host/discover.js';
-import { startDevicePlugins, DEFAULT_PLUGIN_DIR, type RunningDevicePlugins } from '../deviceplugin/manager.js';
+import { namesFromSpec } from '../deviceplugin/resource-names-file.js';
+import { DevicePluginManager, startDevicePlugins, DEFAULT_PLUGIN_DIR, type RunningDevicePlugins } from '../deviceplugin/manager.js';
 import { ClientNodeKubeApi, type KubeObject } from '../kube/kube-api.js';
 import { ResilientInformer } from '../kube/informer.js';
 import { MetricsServer } from '../metrics/http-server.js';
 import { createAgentMetrics } from '../metrics/metrics.js';
+import { ResourceNamesFollower, ResourceNamesPublisher } from '../state/resource-names-file.js';
 import { NodeHost } from '../sysfs/node-host.js';
 import { OverlayReader } from '../sysfs/overlay-reader.js';
 import type { HostReader } from '../sysfs/port.js';
@@ -38,43 +40,87 @@ export function registerPluginCommand(program: Command): void {
     .option('--host-root <dir>', 'where the host filesystem is mounted', '/')
     .option('--device-plugin-dir <dir>', "kubelet's device-plugin directory", DEFAULT_PLUGIN_DIR)
     .option('--resource-config <file>', 'YAML resource-name overrides per address, vendor:device or class')
+    .option('--resource-names-file <file>', 'per-address resource names written by `agent --device-plugin off` (followed for changes)')
+    .option('--resource-names-wait <duration>', 'at start, wait this long for --resource-names-file to appear before registering', '0s')
     .option('--metrics-addr <addr>', 'serve /metrics, /healthz, /readyz here (empty: off)', '')
     .option('--rescan-interval <duration>', 'how often to rescan the host for changes', '1s')
     .option('--profile <name|file>', 'simulated host instead of the real one (for trying it out)')
     .option('--log-level <level>', 'log level', 'info')
-    .action(async (opts: { hostRoot: string; devicePluginDir: string; resourceConfig?: string; metricsAddr: string; rescanInterval: string; profile?: string; logLevel: string }) => {
-      const logger = createLogger(opts.logLevel, { component: 'plugin' });
-      const signal = shutdownSignal();
-      const { host } = await openHost({ hostRoot: opts.hostRoot, stateDir: '/nonexistent', profile: opts.profile });
-      const reader: HostReader = host; // the plugin only ever reads
-      const registry = new Registry();
-      const recorder = createAgentMetrics(registry, { processMetrics: true });
-      const plugins = await startDevicePlugins({
-        reader: pciIdsReader(reader),
-        scan: () => discoverHost(reader),
-        pluginDir: opts.devicePluginDir,
-        resourceConfig: await loadResourceConfig(opts.resourceConfig),
-        clock: realClock,
-        logger,
-        recorder,
-        rescanIntervalMs: parseDuration(opts.rescanInterval),
-      });
-      const metrics = opts.metricsAddr ? new MetricsServer({ registry, readiness: () => true, logger }) : undefined;
-      if (metrics) await metrics.start(opts.metricsAddr);
-      logger.info({ resources: [...plugins.deviceSets().keys()] }, 'device plugin serving');
-      await untilAborted(signal);
-      await plugins.stop();
-      await metrics?.stop();
-    });
+    .action(
+      async (opts: {
+        hostRoot: string;
+        devicePluginDir: string;
+        resourceConfig?: string;
+        resourceNamesFile?: string;
+        resourceNamesWait: string;
+        metricsAddr: string;
+        rescanInterval: string;
+        profile?: string;
+        logLevel: string;
+      }) => {
+        const logger = createLogger(opts.logLevel, { component: 'plugin' });
+        const signal = shutdownSignal();
+        const { host } = await openHost({ hostRoot: opts.hostRoot, stateDir: '/nonexistent', profile: opts.profile });
+        const reader: HostReader = host; // the plugin only ever reads
+        const registry = new Registry();
+        const recorder = createAgentMetrics(registry, { processMetrics: true });
+        const manager = new DevicePluginManager({
+          reader: pciIdsReader(reader),
+          scan: () => discoverHost(reader),
+          pluginDir: opts.devicePluginDir,
+          resourceConfig: await loadResourceConfig(opts.resourceConfig),
+          clock: realClock,
+          logger,
+          recorder,
+          rescanIntervalMs: parseDuration(opts.rescanInterval),
+        });
+        // Names from the agent apply before the first registration, so a fresh pod does not first register
+        // the pci.ids names and then rename (kubelet would keep the stale resource for its grace period).
+        let started = false;
+        const follower = opts.resourceNamesFile
+          ? new ResourceNamesFollower({
+              path: opts.resourceNamesFile,
+              clock: realClock,
+              logger,
+              onChange: ({ names }) => {
+                manager.setAddressOverrides(names);
+                if (started) void manager.rescan();
+              },
+            })
+          : undefined;
+        if (follower) {
+          const waitMs = parseDuration(opts.resourceNamesWait);
+          if (waitMs > 0 && !(await follower.waitForFile(waitMs, signal))) logger.warn({ path: opts.resourceNamesFile, waitMs }, 'resource names file did not appear; starting with default names');
+          await follower.check();
+        }
+        try {
+          await manager.start();
+        } catch (err) {
+          await manager.stop();
+          throw err;
+        }
+        started = true;
+        const following = follower?.run(signal);
+        const metrics = opts.metricsAddr ? new MetricsServer({ registry, readiness: () => true, logger }) : undefined;
+        if (metrics) await metrics.start(opts.metricsAddr);
+        logger.info({ resources: [...manager.deviceSets().keys()] }, 'device plugin serving');
+        await untilAborted(signal);
+        await following;
+        await manager.stop();
+        await metrics?.stop();
+      },
+    );
 }
 
 export function registerAgentCommand(program: Command): void {
   program
     .command('agent')
-    .description('node agent: drives GPUs to this node\u2019s NodeGpuPassthrough spec and serves the device plugin')
+    .description('node agent: drives GPUs to this node\u2019s NodeGpuPassthrough spec and (unless --device-plugin off) serves the device plugin')
     .option('--host-root <dir>', 'where the host filesystem is mounted', '/')
     .option('--state-dir <dir>', 'journal and records of what prepare changed', '/var/lib/vfio-handoff')
-    .option('--device-plugin-dir <dir>', "kubelet's device-plugin directory", DEFAULT_PLUGIN_DIR)
+    .option('--device-plugin <mode>', 'embedded: serve the device plugin in this process; off: leave it to `vfio-handoff plugin` (least privilege)', 'embedded')
+    .option('--device-plugin-dir <dir>', "kubelet's device-plugin directory (embedded device plugin)", DEFAULT_PLUGIN_DIR)
+    .option('--resource-names-file <file>', 'write the per-address resource names of the spec here, atomically, for `vfio-handoff plugin`')
     .option('--pod-resources-socket <path>', "kubelet's PodResources socket", '/var/lib/kubelet/pod-resources/kubelet.sock')
     .option('--metrics-addr <addr>', 'serve /metrics, /healthz, /readyz here', ':9464')
     .option('--node-name <name>', 'this node (the DaemonSet passes spec.nodeName)', process.env.NODE_NAME)
@@ -86,7 +132,9 @@ export function registerAgentCommand(program: Command): void {
     .action(async (opts: {
       hostRoot: string;
       stateDir: string;
+      devicePlugin: string;
       devicePluginDir: string;
+      resourceNamesFile?: string;
       podResourcesSocket: string;
       metricsAddr: string;
       nodeName?: string;
@@ -97,7 +145,10 @@ export function registerAgentCommand(program: Command): void {
       logLevel: string;
     }) => {
       if (!opts.nodeName) throw new InvalidArgumentError('--node-name (or NODE_NAME) is required');
+      if (opts.devicePlugin !== 'embedded' && opts.devicePlugin !== 'off') throw new InvalidArgumentError(`--device-plugin must be embedded or off, not ${JSON.stringify(opts.devicePlugin)}`);
+      const embedded = opts.devicePlugin === 'embedded';
       const logger = createLogger(opts.logLevel, { component: 'agent', node: opts.nodeName });
+      if (!embedded && !opts.resourceNamesFile) logger.warn({}, '--device-plugin off without --resource-names-file: policies\u2019 resource names reach no device plugin');
       const signal = shutdownSignal();
       const registry = new Registry();
       const recorder = createAgentMetrics(registry, { processMetrics: true });
@@ -112,20 +163,26 @@ export function registerAgentCommand(program: Command): void {
       const metrics = new MetricsServer({
         registry,
         logger,
-        readiness: () => ({ ready: plugins !== undefined && lastPassOk, detail: plugins ? (lastPassOk ? 'ok' : 'last reconcile failed') : 'device plugin not started' }),
+        readiness: () => {
+          if (embedded && !plugins) return { ready: false, detail: 'device plugin not started' };
+          return { ready: lastPassOk, detail: lastPassOk ? 'ok' : 'last reconcile failed' };
+        },
       });
       const bound = await metrics.start(opts.metricsAddr);
-      logger.info({ metrics: bound }, 'metrics listening');
-      plugins = await startDevicePlugins({
-        reader: pciIdsReader(host),
-        scan: () => engine.discover(),
-        pluginDir: opts.devicePluginDir,
-        resourceConfig: await loadResourceConfig(opts.resourceConfig),
-        clock: realClock,
-        logger,
-        recorder,
-        rescanIntervalMs: 1_000,
-      });
+      logger.info({ metrics: bound, devicePlugin: opts.devicePlugin }, 'metrics listening');
+      if (embedded) {
+        plugins = await startDevicePlugins({
+          reader: pciIdsReader(host),
+          scan: () => engine.discover(),
+          pluginDir: opts.devicePluginDir,
+          resourceConfig: await loadResourceConfig(opts.resourceConfig),
+          clock: realClock,
+          logger,
+          recorder,
+          rescanIntervalMs: 1_000,
+        });
+      }
+      const publisher = opts.resourceNamesFile ? new ResourceNamesPublisher({ path: opts.resourceNamesFile, logger }) : undefined;
       const kubeConfig = loadKubeConfig(opts.kubeconfig);
       const kube = new ClientNodeKubeApi({ kubeConfig });
       const agent = new NodeAgent({
@@ -136,9 +193,11 @@ export function registerAgentCommand(program: Command): void {
         clock: realClock,
         logger,
         recorder,
-        onHostChanged: (_snapshot, names) => {
+        onHostChanged: (snapshot, names) => {
           plugins?.manager.setAddressOverrides(names);
           void plugins?.rescan();
+          // Split mode: the plugin container follows this file; a new generation also makes it rescan now.
+          void publisher?.publish(names, snapshot);
         },
       });
       const pass = (): void => {
@@ -155,14 +214,23 @@ export function registerAgentCommand(program: Command): void {
         { kubeConfig, api: kube, clock: realClock, logger },
         { resource: NODE_OBJECT, labelSelector: `${NODE_LABEL}=${opts.nodeName}`, resyncPeriodMs: parseDuration(opts.resyncInterval) },
       );
-      informer.on({ add: pass, update: pass, resync: pass });
+      // The spec's names reach the device plugin before the pass prepares anything: the plugin keeps a GPU
+      // under the resource it first advertised it with, so it must know the name before the GPU is ready.
+      const onSpec = (obj: KubeObject): void => {
+        const names = namesFromSpec((obj as { spec?: Parameters<typeof namesFromSpec>[0] }).spec);
+        plugins?.manager.setAddressOverrides(names);
+        void publisher?.publish(names);
+        pass();
+      };
+      informer.on({ add: onSpec, update: onSpec, resync: pass });
       informer.start(signal);
       pass();
       await untilAborted(signal);
       // Stop serving; never release GPUs on shutdown (a rolling update must not unbind GPUs under running VMs).
       await informer.stop();
       await agent.settled();
-      await plugins.stop();
+      await publisher?.settled();
+      await plugins?.stop();
       await metrics.stop();
       logger.info({}, 'agent stopped; GPU bindings left as they are');
     });

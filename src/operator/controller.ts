@@ -34,7 +34,8 @@ import { policyMatchesNode } from './select.js';
  * Read-your-writes: after a write the informer cache is stale until the watch delivers the change. A key
  * reconciled in that window would write the same thing again (one more request per node, and a duplicate
  * Event). So the object the API server returned is kept in an overlay and read instead of the cached one
- * until the cache moves past the version it had when we wrote.
+ * while the cache still holds the version it had just before the write; any cache change ends it (the
+ * cache may then be newer than our write, never older than what we read).
  */
 
 export type OperatorKey = { readonly kind: 'policy' | 'node'; readonly name: string } | { readonly kind: 'kubevirt' };
@@ -92,7 +93,7 @@ export const CONTROLLER_NAME = 'gpupassthrough';
 
 interface Overlay {
   readonly object: KubeObject;
-  /** The cached object's resourceVersion when we wrote; the overlay is stale once the cache moves past it. */
+  /** The cached object's resourceVersion just before our write; the overlay is read only while the cache still holds it. */
   readonly baseRv: string | undefined;
 }
 
@@ -379,12 +380,18 @@ export class OperatorController {
     return cached;
   }
 
-  private remember(res: ResourceRef, written: KubeObject, cached: KubeObject | undefined): void {
+  /**
+   * Keeps `written` as the object to read until the cache moves. Only when the cache still holds exactly
+   * the version it held before the write (`rvBefore`): if it moved meanwhile, it may already be newer
+   * than what we wrote (the agent answered fast), and an overlay would then hide that newer object.
+   */
+  private remember(res: ResourceRef, written: KubeObject, rvBefore: string | undefined): void {
     const name = written.metadata?.name;
-    if (name === undefined || !cached) return;
-    const baseRv = cached.metadata?.resourceVersion;
-    if (written.metadata?.resourceVersion === baseRv) return; // a no-op write: the cache is already right
-    this.overlay.set(this.overlayKey(res, name, written.metadata?.namespace), { object: written, baseRv });
+    if (name === undefined || rvBefore === undefined) return;
+    const namespace = written.metadata?.namespace;
+    const now = this.cachedFor(res, name, namespace)?.metadata?.resourceVersion;
+    if (now !== rvBefore || written.metadata?.resourceVersion === rvBefore) return;
+    this.overlay.set(this.overlayKey(res, name, namespace), { object: written, baseRv: rvBefore });
   }
 
   // ------------------------------------------------------------------ views
@@ -513,9 +520,29 @@ export class OperatorController {
     return this.kubevirts?.get(name, namespace);
   }
 
+  /** The object a write changes (none for Events). */
+  private targetOf(w: Write): { res: ResourceRef; name: string; namespace?: string } | undefined {
+    switch (w.kind) {
+      case 'patchNodeSpec':
+        return { res: NODE_GPU_PASSTHROUGH_REF, name: w.node };
+      case 'labelNode':
+        return { res: CoreResources.nodes, name: w.node };
+      case 'patchPolicyStatus':
+      case 'addFinalizer':
+      case 'removeFinalizer':
+        return { res: GPU_PASSTHROUGH_REF, name: w.policy };
+      case 'updateKubeVirt':
+        return { res: CoreResources.kubevirts, name: w.name, ...(w.namespace !== undefined ? { namespace: w.namespace } : {}) };
+      case 'event':
+        return undefined;
+    }
+  }
+
   private async applyAll(writes: readonly Write[], policy?: GpuPassthrough): Promise<void> {
     let previousStatus = policy?.status;
     for (const w of writes) {
+      const target = this.targetOf(w);
+      const rvBefore = target ? this.cachedFor(target.res, target.name, target.namespace)?.metadata?.resourceVersion : undefined;
       let written;
       try {
         written = await this.applier.apply(w, previousStatus);
@@ -527,13 +554,9 @@ export class OperatorController {
         }
         throw err;
       }
-      if (!written) continue;
-      const name = written.object.metadata?.name;
-      if (name === undefined) continue;
-      const cached = this.cachedFor(written.resource, name, written.object.metadata?.namespace);
-      this.remember(written.resource, written.object, cached);
+      if (written && target) this.remember(target.res, written.object, rvBefore);
       if (w.kind === 'patchPolicyStatus') previousStatus = w.status;
-      this.log.debug({ write: w.kind, name }, 'applied');
+      this.log.debug({ write: w.kind, name: target?.name }, 'applied');
     }
   }
 }

@@ -212,6 +212,22 @@ const scenarios = {
     if (existsSync(CLI)) cliStep('version', ['--version']);
   },
 
+  bench() {
+    const pkgs = (env.e2e_pkgs ?? '').split(',').filter(Boolean);
+    const t0b = Date.now();
+    spawnSync('mkdir', ['-p', '/run/r/node_modules']);
+    spawnSync('cp', ['-a', join(REPO, 'dist'), join(REPO, 'package.json'), '/run/r/']);
+    for (const p of pkgs) { spawnSync('mkdir', ['-p', dirname(`/run/r/node_modules/${p}`)]); spawnSync('cp', ['-a', join(REPO, 'node_modules', p), `/run/r/node_modules/${p}`]); }
+    log(`copy: ${Date.now() - t0b} ms`);
+    for (const cli of [CLI, '/run/r/dist/cli/main.js', CLI, '/run/r/dist/cli/main.js']) {
+      for (const args of [['--version'], ['inspect', '--json']]) {
+        const t = Date.now();
+        const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+        log(`bench ${cli} ${args.join(' ')}: ${Date.now() - t} ms status=${r.status} ${r.stderr.slice(0, 200)}`);
+      }
+    }
+  },
+
   // a. Boot VGA + HDA in one group under efifb, no native drivers.
   bootGpu() {
     record('initial');

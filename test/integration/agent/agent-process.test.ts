@@ -1,39 +1,17 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadPodResourcesDefinition } from '../../../src/agent/pod-resources.js';
 import type { NodeGpuPassthrough } from '../../../src/operator/api.js';
 import { FakeApiServer } from '../../support/fake-apiserver/index.js';
 import { FakeKubelet } from '../../support/fake-kubelet.js';
+import { startPodResources, until } from './support.js';
 
 const CLI = join(process.cwd(), 'dist/cli/main.js');
 const NODE = 'worker-7';
-
-/** kubelet's PodResources server, answering with whatever devices the test says pods hold. */
-async function startPodResources(socket: string, held: () => string[]): Promise<grpc.Server> {
-  const pkg = loadPodResourcesDefinition() as unknown as { v1: { PodResourcesLister: { service: grpc.ServiceDefinition } } };
-  const server = new grpc.Server();
-  server.addService(pkg.v1.PodResourcesLister.service, {
-    List: (_call: unknown, cb: grpc.sendUnaryData<object>) =>
-      cb(null, { pod_resources: [{ name: 'virt-launcher-vm1', namespace: 'vms', containers: [{ name: 'compute', devices: [{ resource_name: 'example.com/h100', device_ids: held() }] }] }] }),
-  });
-  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
-  return server;
-}
-
-async function until<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('vfio-handoff agent (real process, simulated host, fake cluster and kubelet)', () => {
   let api: FakeApiServer;

@@ -101,11 +101,19 @@ describe.skipIf(!helm.path)('helm chart (real helm template)', () => {
     ] as const) {
       const a = podSpec(pick(chart, kind, suffix));
       const b = podSpec(pick(kust, kind, suffix));
-      expect(a?.containers[0]?.args, kind).toEqual(b?.containers[0]?.args);
-      expect(a?.containers[0]?.securityContext, kind).toEqual(b?.containers[0]?.securityContext);
-      expect(a?.containers[0]?.volumeMounts, kind).toEqual(b?.containers[0]?.volumeMounts);
+      // Every container: the agent pod has the privileged agent and the unprivileged device plugin.
+      expect(a?.containers.map((c) => c.name), kind).toEqual(b?.containers.map((c) => c.name));
+      for (const [i, c] of (b?.containers ?? []).entries()) {
+        const id = `${kind}/${c.name}`;
+        expect(a?.containers[i]?.args, id).toEqual(c.args);
+        expect(a?.containers[i]?.securityContext, id).toEqual(c.securityContext);
+        expect(a?.containers[i]?.volumeMounts, id).toEqual(c.volumeMounts);
+        expect(a?.containers[i]?.env, id).toEqual(c.env);
+        expect(a?.containers[i]?.ports, id).toEqual(c.ports);
+      }
       expect(a?.volumes, kind).toEqual(b?.volumes);
       expect(a?.securityContext, kind).toEqual(b?.securityContext);
+      expect(a?.automountServiceAccountToken, kind).toEqual(b?.automountServiceAccountToken);
     }
     for (const suffix of ['-agent', '-operator']) {
       expect(rulesOf(chart, 'ClusterRole', suffix)).toEqual(rulesOf(kust, 'ClusterRole', suffix));
@@ -117,7 +125,36 @@ describe.skipIf(!helm.path)('helm chart (real helm template)', () => {
     expect(chartPlugin?.volumes).toEqual(kustPlugin?.volumes);
   });
 
+  it('splits the device plugin into an unprivileged container by default, and embeds it on request', () => {
+    const agentOf = (values: unknown) => podSpec(template(values).objects.find((o) => o.kind === 'DaemonSet' && o.metadata.name.endsWith('-agent')) as K8sObject)!;
+    const split = agentOf({ agent: { pluginMetricsPort: 19466 } });
+    expect(split.containers.map((c) => c.name)).toEqual(['agent', 'device-plugin']);
+    expect(split.containers[0]?.args).toEqual(expect.arrayContaining(['--device-plugin', 'off', '--resource-names-file']));
+    expect(split.containers[1]?.args).toContain(':19466');
+    expect(split.containers[1]?.securityContext?.privileged).toBeUndefined();
+    expect(split.containers[1]?.ports?.[0]?.containerPort).toBe(19466);
+
+    const embedded = agentOf({ agent: { devicePlugin: 'embedded' } });
+    expect(embedded.containers.map((c) => c.name)).toEqual(['agent']);
+    const args = embedded.containers[0]?.args ?? [];
+    expect(args).not.toContain('--device-plugin');
+    expect(args).not.toContain('--resource-names-file');
+    expect(args[args.indexOf('--device-plugin-dir') + 1]).toBe('/var/lib/kubelet/device-plugins');
+    expect(embedded.containers[0]?.volumeMounts?.map((m) => m.mountPath)).toContain('/var/lib/kubelet/device-plugins');
+    expect(embedded.volumes?.map((v) => v.name)).not.toContain('resource-names');
+    expect(embedded.automountServiceAccountToken).toBeUndefined();
+    const embeddedObjects = template({ agent: { devicePlugin: 'embedded' }, metrics: { serviceMonitor: { enabled: true } } }).objects;
+    expect(validateObjects(embeddedObjects, 'gpu-system')).toEqual([]);
+    const sm = embeddedObjects.find((o) => o.kind === 'ServiceMonitor' && o.metadata.name.endsWith('-agent')) as unknown as { spec: { endpoints: { port: string }[] } };
+    expect(sm.spec.endpoints.map((e) => e.port)).toEqual(['metrics']);
+    const splitSm = template({ metrics: { serviceMonitor: { enabled: true } } }).objects.find((o) => o.kind === 'ServiceMonitor' && o.metadata.name.endsWith('-agent')) as unknown as {
+      spec: { endpoints: { port: string }[] };
+    };
+    expect(splitSm.spec.endpoints.map((e) => e.port)).toEqual(['metrics', 'plugin-metrics']);
+  });
+
   it.each([
+    ['device plugin mode neither split nor embedded', { agent: { devicePlugin: 'both' } }],
     ['image tag latest', { image: { tag: 'latest' } }],
     ['unknown top-level key', { agnet: {} }],
     ['privileged metrics port', { agent: { metricsPort: 80 } }],

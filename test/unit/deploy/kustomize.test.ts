@@ -60,21 +60,71 @@ describe.skipIf(!kubectl.path)('deploy/ (kubectl kustomize)', () => {
     }
   });
 
-  it('mounts only the host paths the agent needs and no host namespaces', () => {
+  it('mounts only the host paths each agent-pod container needs and no host namespaces', () => {
     const agent = podSpec(byKind('DaemonSet')[0] as K8sObject);
     const hostPaths = (agent?.volumes ?? []).flatMap((v) => (v.hostPath ? [v.hostPath.path] : [])).sort();
     expect(hostPaths).toEqual(['/dev/vfio', '/lib/modules', '/proc', '/sys', '/var/lib/kubelet/device-plugins', '/var/lib/kubelet/pod-resources', '/var/lib/vfio-handoff'].sort());
-    const mounts = Object.fromEntries((agent?.containers[0]?.volumeMounts ?? []).map((m) => [m.mountPath, m.readOnly === true]));
-    expect(mounts).toEqual({
+    const mountsOf = (name: string) => Object.fromEntries((agent?.containers.find((c) => c.name === name)?.volumeMounts ?? []).map((m) => [m.mountPath, m.readOnly === true]));
+    expect(mountsOf('agent')).toEqual({
       '/host/sys': false,
       '/host/dev/vfio': false,
       '/host/proc': true,
       '/host/lib/modules': true,
-      '/var/lib/kubelet/device-plugins': false,
       '/var/lib/kubelet/pod-resources': true,
       '/var/lib/vfio-handoff': false,
+      '/run/vfio-handoff': false,
+      '/var/run/secrets/kubernetes.io/serviceaccount': true,
+    });
+    // The gRPC server: every host path read-only except kubelet's socket directory; the names file read-only.
+    expect(mountsOf('device-plugin')).toEqual({
+      '/host/sys': true,
+      '/host/dev/vfio': true,
+      '/var/lib/kubelet/device-plugins': false,
+      '/run/vfio-handoff': true,
     });
     expect(agent?.hostPID).toBeUndefined();
+  });
+
+  it('splits the agent pod: the privileged agent serves no gRPC, the device plugin has no privilege and no API token', () => {
+    const agent = podSpec(byKind('DaemonSet')[0] as K8sObject)!;
+    expect(agent.containers.map((c) => c.name)).toEqual(['agent', 'device-plugin']);
+    const [engine, plugin] = agent.containers;
+    expect(engine?.securityContext?.privileged).toBe(true);
+    const engineArgs = engine?.args ?? [];
+    expect(engineArgs[engineArgs.indexOf('--device-plugin') + 1]).toBe('off');
+    const namesFile = engineArgs[engineArgs.indexOf('--resource-names-file') + 1];
+    expect(namesFile).toBe('/run/vfio-handoff/resource-names.json');
+    expect(engineArgs).not.toContain('--device-plugin-dir');
+
+    expect(plugin?.args?.[0]).toBe('plugin');
+    const pluginArgs = plugin?.args ?? [];
+    expect(pluginArgs[pluginArgs.indexOf('--resource-names-file') + 1]).toBe(namesFile);
+    expect(pluginArgs[pluginArgs.indexOf('--metrics-addr') + 1]).toBe(':9466');
+    expect(plugin?.securityContext).toEqual({
+      runAsUser: 0, // kubelet's device-plugins dir is root-owned 0750; without capabilities uid 0 overrides nothing
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    // Both containers mount the same emptyDir (not a host path) at the names file's directory.
+    const shared = agent.volumes?.find((v) => v.name === 'resource-names');
+    expect(shared?.emptyDir).toBeDefined();
+    expect(shared?.hostPath).toBeUndefined();
+    // The API token reaches the agent container only.
+    expect(agent.automountServiceAccountToken).toBe(false);
+    const token = agent.volumes?.find((v) => v.name === 'kube-api-access');
+    expect(token?.projected?.sources.some((src) => 'serviceAccountToken' in src)).toBe(true);
+    expect(engine?.volumeMounts?.some((m) => m.name === 'kube-api-access')).toBe(true);
+    expect(plugin?.volumeMounts?.some((m) => m.name === 'kube-api-access')).toBe(false);
+    for (const c of agent.containers) expect(c.env?.find((e) => e.name === 'NODE_OPTIONS')?.value, c.name).toBe('--max-semi-space-size=1');
+  });
+
+  it('scrapes both containers of the agent pod', () => {
+    const svc = objects.find((o) => o.kind === 'Service' && o.metadata.name === 'vfio-handoff-agent-metrics') as unknown as { spec: { ports: { name: string; port: number }[] } };
+    expect(svc.spec.ports.map((p) => [p.name, p.port])).toEqual([['metrics', 9464], ['plugin-metrics', 9466]]);
+    const sm = objects.find((o) => o.kind === 'ServiceMonitor' && o.metadata.name === 'vfio-handoff-agent') as unknown as { spec: { endpoints: { port: string }[] } };
+    expect(sm.spec.endpoints.map((e) => e.port)).toEqual(['metrics', 'plugin-metrics']);
   });
 
   it('gives the agent read access plus its own NodeGpuPassthrough status, and nothing to write specs or nodes', () => {
@@ -164,6 +214,37 @@ describe('shape checks catch bad manifests', () => {
     expect(problems).toMatch(/only the agent may be privileged/);
     expect(problems).toMatch(/must be pinned/);
     expect(problems).toMatch(/must run as non-root/);
+  });
+
+  it('flags a device plugin that shares the agent pod\u2019s token or writes the host, and a split agent that still mounts the socket dir', () => {
+    const pod = {
+      apiVersion: 'apps/v1',
+      kind: 'DaemonSet',
+      metadata: { name: 'a', namespace: 'ns' },
+      spec: {
+        selector: { matchLabels: { a: 'b' } },
+        template: {
+          metadata: { labels: { a: 'b' } },
+          spec: {
+            containers: [
+              { name: 'agent', image: 'r/i:1', args: ['agent', '--device-plugin', 'off'], securityContext: { privileged: true }, volumeMounts: [{ name: 'dp', mountPath: '/var/lib/kubelet/device-plugins' }] },
+              {
+                name: 'device-plugin',
+                image: 'r/i:1',
+                args: ['plugin'],
+                securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+                volumeMounts: [{ name: 'sys', mountPath: '/host/sys' }],
+              },
+            ],
+            volumes: [{ name: 'dp', hostPath: { path: '/var/lib/kubelet/device-plugins' } }, { name: 'sys', hostPath: { path: '/sys' } }],
+          },
+        },
+      },
+    } as unknown as K8sObject;
+    const problems = validateObjects([pod], 'ns').join('\n');
+    expect(problems).toMatch(/device-plugin: host mount \/host\/sys must be read-only/);
+    expect(problems).toMatch(/device-plugin: shares the pod's auto-mounted API token/);
+    expect(problems).toMatch(/agent: --device-plugin off but mounts the device-plugins dir/);
   });
 });
 

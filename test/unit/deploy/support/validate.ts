@@ -31,8 +31,10 @@ export const CLI_FLAGS: Record<string, Record<string, boolean>> = {
     '--pod-resources-socket': true,
     '--metrics-addr': true,
     '--node-name': true,
+    '--device-plugin': true,
+    '--resource-names-file': true,
   },
-  plugin: { '--host-root': true, '--device-plugin-dir': true, '--metrics-addr': true },
+  plugin: { '--host-root': true, '--device-plugin-dir': true, '--metrics-addr': true, '--resource-names-file': true, '--resource-names-wait': true },
   operator: { '--metrics-addr': true, '--leader-elect': false, '--lease-namespace': true },
 };
 
@@ -42,14 +44,24 @@ interface Container {
   name: string;
   image: string;
   args?: string[];
-  securityContext?: { privileged?: boolean; allowPrivilegeEscalation?: boolean; capabilities?: { drop?: string[]; add?: string[] }; readOnlyRootFilesystem?: boolean; runAsNonRoot?: boolean; runAsUser?: number };
+  securityContext?: {
+    privileged?: boolean;
+    allowPrivilegeEscalation?: boolean;
+    capabilities?: { drop?: string[]; add?: string[] };
+    readOnlyRootFilesystem?: boolean;
+    runAsNonRoot?: boolean;
+    runAsUser?: number;
+    seccompProfile?: { type: string };
+  };
   volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
   ports?: { name: string; containerPort: number }[];
+  env?: { name: string; value?: string }[];
 }
 export interface PodSpec {
   containers: Container[];
   initContainers?: Container[];
-  volumes?: { name: string; hostPath?: { path: string; type?: string } }[];
+  volumes?: { name: string; hostPath?: { path: string; type?: string }; emptyDir?: object; projected?: { sources: Record<string, unknown>[] } }[];
+  automountServiceAccountToken?: boolean;
   hostPID?: boolean;
   hostNetwork?: boolean;
   hostIPC?: boolean;
@@ -144,6 +156,13 @@ export function validateObjects(objects: readonly K8sObject[], namespace: string
           for (const m of c.volumeMounts ?? []) {
             if (m.mountPath.startsWith('/host/') && m.readOnly !== true) problems.push(`${cid}: host mount ${m.mountPath} must be read-only`);
           }
+          // Issue 6: the process serving gRPC must hold no API credentials either.
+          if (spec.containers.length > 1 && spec.automountServiceAccountToken !== false) problems.push(`${cid}: shares the pod's auto-mounted API token`);
+          if ((c.volumeMounts ?? []).some((m) => m.mountPath.startsWith('/var/run/secrets/kubernetes.io'))) problems.push(`${cid}: mounts an API token`);
+        }
+        if (sub === 'agent' && (c.args ?? []).join(' ').includes('--device-plugin off')) {
+          // Split mode: the privileged agent must not serve kubelet's socket itself.
+          if ((c.volumeMounts ?? []).some((m) => m.mountPath.endsWith('/device-plugins'))) problems.push(`${cid}: --device-plugin off but mounts the device-plugins dir`);
         }
       }
     }
