@@ -69,7 +69,7 @@ describe.runIf(existsSync(CLI))('agent --device-plugin off (real process, simula
       'agent', '--profile', 'server-aspeed-4xh100', '--node-name', NODE, '--kubeconfig', join(dir, 'kubeconfig'),
       '--device-plugin', 'off', '--resource-names-file', namesFile, '--device-plugin-dir', pluginDir,
       '--pod-resources-socket', join(dir, 'pod-resources.sock'), '--state-dir', join(dir, 'state'),
-      '--metrics-addr', '127.0.0.1:0', '--resync-interval', '1s',
+      '--metrics-addr', '127.0.0.1:0', '--resync-interval', '1s', '--log-level', 'debug', // debug: handoff steps are logged
     ]);
   });
 
@@ -110,6 +110,7 @@ describe.runIf(existsSync(CLI))('agent --device-plugin off (real process, simula
     const out = agent.output();
     const published = out.search(/"names":\{"0000:18:00\.0":"example\.com\/h100"\}[^\n]*"msg":"published resource names"/);
     const firstStep = out.indexOf('"msg":"step"');
+    console.log(out);
     expect(published).toBeGreaterThanOrEqual(0);
     expect(firstStep).toBeGreaterThan(published);
     // Idle resyncs (every 1 s) do not rewrite an unchanged file.

@@ -1,0 +1,51 @@
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { realClock } from '../../../src/core/clock.js';
+import { InUseError } from '../../../src/core/errors.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import type { PciAddress } from '../../../src/core/pci-address.js';
+import { HandoffEngine } from '../../../src/handoff/engine.js';
+import { loadBuiltinProfile } from '../../../src/profiles/load.js';
+import { materialiseProfile } from '../../../src/profiles/materialise.js';
+import { NodeHost } from '../../../src/sysfs/node-host.js';
+import { MemoryStateStore } from '../../../src/state/journal.js';
+
+/** Adds a process to the materialised /proc holding `target` open as fd 7. */
+async function addProcess(root: string, pid: number, comm: string, target: string): Promise<void> {
+  await mkdir(join(root, 'proc', String(pid), 'fd'), { recursive: true });
+  await writeFile(join(root, 'proc', String(pid), 'comm'), `${comm}\n`);
+  await symlink(target, join(root, 'proc', String(pid), 'fd', '7'));
+}
+
+describe('processes holding GPU device files (procfs scan through the host port)', () => {
+  let root: string;
+  afterEach(async () => rm(root, { recursive: true, force: true }));
+
+  it('blocks prepare with HOST_DRIVER_BUSY naming the pid when a host process holds the GPU\u2019s DRM node', async () => {
+    root = await mkdtemp(join(tmpdir(), 'vh-users-'));
+    await materialiseProfile(await loadBuiltinProfile('server-aspeed-4xh100'), root);
+    await mkdir(join(root, 'sys/bus/pci/devices/0000:18:00.0/drm/card1'), { recursive: true });
+    await addProcess(root, 4242, 'nvidia-persiste', '/dev/dri/card1');
+    await addProcess(root, 4343, 'bash', '/dev/pts/0');
+    const sut = new HandoffEngine({ host: new NodeHost({ root }), store: new MemoryStateStore(), clock: realClock, logger: silentLogger, scanDeviceUsers: true });
+    const report = await sut.inspect({ allowBootGpu: false });
+    const busy = report.assessments.find((a) => a.gpu.fn.address === '0000:18:00.0')!;
+    expect(busy.verdict).toBe('blocked');
+    expect(busy.reasons).toEqual([{ code: 'HOST_DRIVER_BUSY', message: expect.stringContaining('pid 4242 (nvidia-persiste) holds /dev/dri/card1') }]);
+    expect(report.assessments.find((a) => a.gpu.fn.address === '0000:3b:00.0')!.verdict).toBe('preparable');
+  });
+
+  it('refuses to release a group whose /dev/vfio node a VMM holds (IN_USE), unless forced', async () => {
+    root = await mkdtemp(join(tmpdir(), 'vh-users-'));
+    await materialiseProfile(await loadBuiltinProfile('server-aspeed-l40s-vfio'), root);
+    await addProcess(root, 777, 'qemu-kvm', '/dev/vfio/31');
+    const sut = new HandoffEngine({ host: new NodeHost({ root }), store: new MemoryStateStore(), clock: realClock, logger: silentLogger, scanDeviceUsers: true });
+    const sel = { all: false as const, selectors: [{ kind: 'address' as const, address: '0000:18:00.0' as PciAddress }] };
+    await expect(sut.release(sel)).rejects.toBeInstanceOf(InUseError);
+    await expect(sut.release(sel)).rejects.toThrow(/\/dev\/vfio\/31 is open by pid 777 \(qemu-kvm\)/);
+    const forced = await sut.release(sel, { dryRun: true, force: true });
+    expect(forced.plan.groups[0]?.steps.map((s) => s.kind)).toContain('unbind-driver');
+  });
+});
