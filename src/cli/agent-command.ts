@@ -64,16 +64,6 @@ export function registerPluginCommand(program: Command): void {
         const reader: HostReader = host; // the plugin only ever reads
         const registry = new Registry();
         const recorder = createAgentMetrics(registry, { processMetrics: true });
-        const manager = new DevicePluginManager({
-          reader: pciIdsReader(reader),
-          scan: () => discoverHost(reader),
-          pluginDir: opts.devicePluginDir,
-          resourceConfig: await loadResourceConfig(opts.resourceConfig),
-          clock: realClock,
-          logger,
-          recorder,
-          rescanIntervalMs: parseDuration(opts.rescanInterval),
-        });
         // Names from the agent apply before the first registration, so a fresh pod does not first register
         // the pci.ids names and then rename (kubelet would keep the stale resource for its grace period).
         let started = false;
@@ -84,10 +74,26 @@ export function registerPluginCommand(program: Command): void {
               logger,
               onChange: ({ names }) => {
                 manager.setAddressOverrides(names);
-                if (started) void manager.rescan();
+                if (started) void manager.rescan(); // coalesced with a scan in progress
               },
             })
           : undefined;
+        const manager = new DevicePluginManager({
+          reader: pciIdsReader(reader),
+          // Every scan first re-reads the names file (one stat when unchanged). The agent writes a GPU's name
+          // before it moves the GPU, so the scan that first sees the GPU ready also sees its name: the manager
+          // keeps a device under the resource it first advertised it with.
+          scan: async () => {
+            await follower?.check();
+            return discoverHost(reader);
+          },
+          pluginDir: opts.devicePluginDir,
+          resourceConfig: await loadResourceConfig(opts.resourceConfig),
+          clock: realClock,
+          logger,
+          recorder,
+          rescanIntervalMs: parseDuration(opts.rescanInterval),
+        });
         if (follower) {
           const waitMs = parseDuration(opts.resourceNamesWait);
           if (waitMs > 0 && !(await follower.waitForFile(waitMs, signal))) logger.warn({ path: opts.resourceNamesFile, waitMs }, 'resource names file did not appear; starting with default names');
@@ -219,8 +225,8 @@ export function registerAgentCommand(program: Command): void {
       const onSpec = (obj: KubeObject): void => {
         const names = namesFromSpec((obj as { spec?: Parameters<typeof namesFromSpec>[0] }).spec);
         plugins?.manager.setAddressOverrides(names);
-        void publisher?.publish(names);
-        pass();
+        // The pass waits for the file (publish never rejects): the name must be on disk before any binding moves.
+        void (publisher?.publish(names) ?? Promise.resolve()).then(pass);
       };
       informer.on({ add: onSpec, update: onSpec, resync: pass });
       informer.start(signal);

@@ -99,6 +99,19 @@ describe('resource names file I/O', () => {
     expect(updates).toHaveLength(4);
   });
 
+  it('serialises concurrent checks: each resolves only after onChange saw the file as of its call', async () => {
+    const path = join(dir, 'names.json');
+    const seen: string[] = [];
+    const f = new ResourceNamesFollower({ path, clock: fakeClock(), logger: silentLogger, onChange: (u) => seen.push(u.names.get(A as never) ?? '-') });
+    await f.check();
+    await writeFileAtomic(path, formatResourceNames(new Map([[A, 'example.com/h100']]), 1));
+    // Two callers at once (the poll loop and a scan): the second must not return before the names applied.
+    const first = f.check();
+    const second = f.check().then((changed) => ({ changed, names: [...seen] }));
+    expect(await first).toBe(true);
+    expect(await second).toEqual({ changed: false, names: ['-', 'example.com/h100'] });
+  });
+
   it('waits for the file up to the timeout', async () => {
     const path = join(dir, 'names.json');
     const clock = fakeClock();

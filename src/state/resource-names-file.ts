@@ -112,6 +112,7 @@ export interface ResourceNamesFollowerDeps {
 export class ResourceNamesFollower {
   private stamp: string | undefined;
   private current: ResourceNamesUpdate = { names: new Map(), generation: undefined };
+  private inflight: Promise<boolean> | undefined;
 
   constructor(private readonly deps: ResourceNamesFollowerDeps) {}
 
@@ -120,8 +121,18 @@ export class ResourceNamesFollower {
     return this.current;
   }
 
-  /** Reads the file now; returns whether it changed since the last check (and calls `onChange` if so). */
-  async check(): Promise<boolean> {
+  /**
+   * Reads the file now; returns whether it changed since the last check (and calls `onChange` if so).
+   * Calls are serialised: a check that finds another in flight runs after it, so when any call resolves,
+   * `onChange` has seen the file as of that call (the plugin's scans rely on this).
+   */
+  check(): Promise<boolean> {
+    const run = (this.inflight ?? Promise.resolve(false)).catch(() => false).then(() => this.checkOnce());
+    this.inflight = run;
+    return run;
+  }
+
+  private async checkOnce(): Promise<boolean> {
     const st = await stat(this.deps.path).catch((err: NodeJS.ErrnoException) => err);
     const stamp = st instanceof Error ? (st.code === 'ENOENT' ? 'missing' : `error:${st.code ?? st.message}`) : `${st.ino}:${st.size}:${st.mtimeMs}`;
     if (stamp === this.stamp) return false;

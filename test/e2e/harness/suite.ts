@@ -4,13 +4,14 @@
  * Missing prerequisites: locally (not root) the suite is skipped with the reason in its title; under `CI=true`
  * it runs anyway and the boot fails loudly, because CI must never report a proof it did not make.
  */
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe } from 'vitest';
 
+import { buildCliBundle } from './cli-bundle.js';
 import { bootGuest, type BootResult, type MachineLayout } from './qemu.js';
 import type { GuestReport } from './report.js';
-import { CACHE_DIR, ensureCliBuilt, ensureKernel, isCi, KERNEL_SERIES, unmetPrerequisite, type Kernel, type KernelSeries } from './testbed.js';
+import { CACHE_DIR, CLI_PATH, ensureCliBuilt, ensureKernel, isCi, KERNEL_SERIES, unmetPrerequisite, type Kernel, type KernelSeries } from './testbed.js';
 
 export function kernelSuite(title: string, body: (series: KernelSeries) => void): void {
   const unmet = unmetPrerequisite();
@@ -38,14 +39,23 @@ export async function runScenario(
   layout: MachineLayout,
   scenario: string,
   params?: Readonly<Record<string, string>>,
-  opts: { requireCli?: boolean } = {},
+  opts: { requireCli?: boolean; timeoutMs?: number } = {},
 ): Promise<ScenarioRun> {
   const setupStart = Date.now();
   const kernel = ensureKernel(series);
   // The smoke guest proves the bed even before the CLI builds; every scenario needs it.
-  if (opts.requireCli ?? true) ensureCliBuilt();
+  const requireCli = opts.requireCli ?? true;
+  if (requireCli) ensureCliBuilt();
+  const cliBundle = requireCli || existsSync(CLI_PATH) ? buildCliBundle().path : undefined;
   const setupMs = Date.now() - setupStart;
-  const boot = await bootGuest({ kernel, layout, scenario, ...(params !== undefined ? { params } : {}) });
+  const boot = await bootGuest({
+    kernel,
+    layout,
+    scenario,
+    timeoutMs: opts.timeoutMs ?? 300_000,
+    ...(params !== undefined ? { params } : {}),
+    ...(cliBundle !== undefined ? { cliBundle } : {}),
+  });
   mkdirSync(CACHE_DIR, { recursive: true });
   appendFileSync(
     join(CACHE_DIR, 'timings.jsonl'),

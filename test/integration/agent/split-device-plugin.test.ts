@@ -110,7 +110,6 @@ describe.runIf(existsSync(CLI))('agent --device-plugin off (real process, simula
     const out = agent.output();
     const published = out.search(/"names":\{"0000:18:00\.0":"example\.com\/h100"\}[^\n]*"msg":"published resource names"/);
     const firstStep = out.indexOf('"msg":"step"');
-    console.log(out);
     expect(published).toBeGreaterThanOrEqual(0);
     expect(firstStep).toBeGreaterThan(published);
     // Idle resyncs (every 1 s) do not rewrite an unchanged file.
