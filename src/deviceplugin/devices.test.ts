@@ -62,13 +62,21 @@ describe(computeDeviceSets.name, () => {
   it('keeps a previously advertised GPU as Unhealthy under its old resource, and back to Healthy', () => {
     const first = computeDeviceSets(twoGpuHost(), byResource);
     const broken = withFn(twoGpuHost(), '0000:01:00.1', { driver: 'snd_hda_intel' });
-    const second = computeDeviceSets(broken, () => 'other.io/renamed', first);
+    const second = computeDeviceSets(broken, (g) => (g.fn.address === '0000:01:00.0' ? 'other.io/renamed' : R), first);
     expect(second.get(R)!.map((d) => [d.id, d.health, d.reason])).toEqual([
       ['0000:01:00.0', 'Unhealthy', 'GROUP_NOT_VIABLE'],
       ['0000:41:00.0', 'Healthy', undefined],
     ]);
+    expect(second.has('other.io/renamed')).toBe(false);
     const third = computeDeviceSets(twoGpuHost(), byResource, second);
     expect(third.get(R)!.every((d) => d.health === 'Healthy')).toBe(true);
+  });
+
+  it('moves a ready GPU to its new resource when the cluster renames it', () => {
+    const first = computeDeviceSets(twoGpuHost(), byResource);
+    const renamed = computeDeviceSets(twoGpuHost(), (g) => (g.fn.address === '0000:41:00.0' ? 'example.com/h100' : R), first);
+    expect(renamed.get(R)!.map((d) => d.id)).toEqual(['0000:01:00.0']);
+    expect(renamed.get('example.com/h100')!.map((d) => [d.id, d.health])).toEqual([['0000:41:00.0', 'Healthy']]);
   });
 
   it('drops a GPU that left the host, and adds a new one', () => {

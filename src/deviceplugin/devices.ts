@@ -43,6 +43,7 @@ export function notReadyReason(snapshot: HostSnapshot, gpu: Gpu): NotReadyReason
  * The device sets for a new snapshot. A GPU is advertised when it is ready; a GPU that was advertised
  * before stays advertised (Unhealthy, under its previous resource) while it still exists but is no longer
  * ready, so kubelet keeps it in capacity and stops scheduling onto it. A GPU gone from the host vanishes.
+ * A ready GPU whose name changed moves to the new resource (and leaves the old one).
  * `resourceOf` names the resource of a GPU (see resources.ts); GPUs it returns `undefined` for are skipped.
  */
 export function computeDeviceSets(
@@ -58,7 +59,9 @@ export function computeDeviceSets(
     const reason = notReadyReason(snapshot, gpu);
     const prior = before.get(gpu.fn.address);
     if (reason !== undefined && !prior) continue;
-    const resource = prior?.resource ?? resourceOf(gpu);
+    // A ready GPU takes its current name (the cluster may have renamed it); one that is no longer ready
+    // stays Unhealthy under the resource kubelet knows it by.
+    const resource = reason === undefined ? (resourceOf(gpu) ?? prior?.resource) : (prior?.resource ?? resourceOf(gpu));
     if (resource === undefined) continue;
     const device: PluginDevice = {
       id: gpu.fn.address,

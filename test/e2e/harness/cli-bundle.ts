@@ -95,8 +95,10 @@ export function buildCliBundle(): { path: string; packages: string[] } {
   const entries: string[] = [];
   for (const pkg of packages) {
     if (/\/@types\//.test(`/${pkg}`)) continue; // type declarations only, never loaded
-    const manifest = JSON.parse(readFileSync(join(REPO_ROOT, pkg, 'package.json'), 'utf8')) as { type?: string };
-    if (manifest.type === 'module') {
+    const manifest = JSON.parse(readFileSync(join(REPO_ROOT, pkg, 'package.json'), 'utf8')) as { type?: string; exports?: unknown };
+    // A dual package (an `exports` "require" condition, e.g. `long`) is also loaded through require(): whole.
+    const esmOnly = manifest.type === 'module' && !JSON.stringify(manifest.exports ?? {}).includes('"require"');
+    if (esmOnly) {
       entries.push(`${pkg}/package.json`, ...traced.filter((f) => packageRoot(f) === pkg));
     } else {
       entries.push(pkg);
