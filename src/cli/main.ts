@@ -8,8 +8,6 @@ import { handoffJson, handoffText, inspectJson, inspectText } from './format.js'
 import { crashHookFromEnv, createEngine, openHost } from './host.js';
 import { createLogger } from './logger.js';
 import { VERSION } from './version.js';
-import { registerAgentCommand, registerPluginCommand } from './agent-command.js';
-import { registerOperatorCommand } from './operator-command.js';
 
 interface GlobalOpts {
   hostRoot: string;
@@ -34,7 +32,18 @@ function selection(selectors: string[], all: boolean | undefined): Selection {
   return all ? { all: true } : { all: false, selectors: parseSelectors(selectors) };
 }
 
-export function buildProgram(out: (s: string) => void = (s) => process.stdout.write(s)): Command {
+/**
+ * The long-running commands pull in client-node, grpc-js and prom-client (about half a second of module
+ * loading; many seconds in the TCG guests of the kernel e2e tests), so they are only loaded when the
+ * command line may need them: their own subcommand, or a help/usage listing.
+ */
+const HEAVY_COMMANDS = new Set(['agent', 'plugin', 'operator']);
+function needsHeavyCommands(argv: readonly string[]): boolean {
+  const sub = argv.find((a) => !a.startsWith('-'));
+  return sub === undefined || sub === 'help' || HEAVY_COMMANDS.has(sub) || !['inspect', 'prepare', 'release', 'demo'].includes(sub);
+}
+
+export async function buildProgram(out: (s: string) => void = (s) => process.stdout.write(s), argv: readonly string[] = []): Promise<Command> {
   const program = new Command('vfio-handoff')
     .description('Hand whole GPUs (boot GPU included) to vfio-pci for KubeVirt passthrough, and give them back.')
     .version(VERSION)
@@ -84,9 +93,15 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       if (report.outcomes.some((o) => o.outcome === 'failed' || o.outcome === 'rolled_back')) process.exitCode = EXIT.HOST_FAILURE;
     });
 
-  registerAgentCommand(program);
-  registerPluginCommand(program);
-  registerOperatorCommand(program);
+  if (needsHeavyCommands(argv)) {
+    const [{ registerAgentCommand, registerPluginCommand }, { registerOperatorCommand }] = await Promise.all([
+      import('./agent-command.js'),
+      import('./operator-command.js'),
+    ]);
+    registerAgentCommand(program);
+    registerPluginCommand(program);
+    registerOperatorCommand(program);
+  }
 
   program
     .command('demo')
@@ -101,7 +116,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(undefined, argv);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;

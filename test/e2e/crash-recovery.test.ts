@@ -12,6 +12,8 @@ import { cliOf, driversOf, factsOf, step, type GuestReport } from './harness/rep
 import { kernelSuite, runScenario } from './harness/suite.js';
 
 const NATIVE = { [BOOT_GPU]: 'bochs-drm', [BOOT_AUDIO]: 'snd_hda_intel' };
+/** Three CLI runs per k, each 3–20 s under TCG depending on host load (see the suite's README section). */
+const CRASH_BOOT_MS = 1_500_000;
 const ON_VFIO = { [BOOT_GPU]: 'vfio-pci', [BOOT_AUDIO]: 'vfio-pci' };
 
 kernelSuite('e. SIGKILL after each prepare step', (series) => {
@@ -20,12 +22,12 @@ kernelSuite('e. SIGKILL after each prepare step', (series) => {
   let crashed: number[];
 
   beforeAll(async () => {
-    report = (await runScenario(series, LAYOUTS.bootGpu, 'crashRecovery')).report;
+    report = (await runScenario(series, LAYOUTS.bootGpu, 'crashRecovery', undefined, { timeoutMs: CRASH_BOOT_MS })).report;
     group = factsOf(report, 'initial').pci[BOOT_GPU]?.iommuGroup ?? '';
     crashed = report.steps
       .filter((s) => /^k\d+:crash$/.test(s.name) && s.cli?.signal === 'SIGKILL')
       .map((s) => Number(/^k(\d+)/.exec(s.name)?.[1]));
-  });
+  }, CRASH_BOOT_MS + 60_000);
 
   it('ran every k until prepare finished before the hook fired', () => {
     expect(report.error).toBeUndefined();

@@ -26,8 +26,6 @@ export interface BootOptions {
   /** Extra `e2e_<key>=<value>` parameters for the guest runner (no spaces in values). */
   readonly params?: Readonly<Record<string, string>>;
   readonly timeoutMs?: number;
-  /** The CLI bundle (cli-bundle.ts) to unpack into tmpfs; without it the guest loads the CLI over 9p. */
-  readonly cliBundle?: string;
 }
 
 export interface BootResult {
@@ -103,7 +101,6 @@ export async function bootGuest(opts: BootOptions): Promise<BootResult> {
     e2e_kroot: kernel.root,
     e2e_out: outDir,
     e2e_scenario: scenario,
-    ...(opts.cliBundle !== undefined ? { e2e_bundle: opts.cliBundle } : {}),
     ...Object.fromEntries(Object.entries(opts.params ?? {}).map(([k, v]) => [`e2e_${k}`, v])),
   };
   for (const [k, v] of Object.entries(params)) {

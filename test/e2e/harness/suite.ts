@@ -4,14 +4,13 @@
  * Missing prerequisites: locally (not root) the suite is skipped with the reason in its title; under `CI=true`
  * it runs anyway and the boot fails loudly, because CI must never report a proof it did not make.
  */
-import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe } from 'vitest';
 
-import { buildCliBundle } from './cli-bundle.js';
 import { bootGuest, type BootResult, type MachineLayout } from './qemu.js';
 import type { GuestReport } from './report.js';
-import { CACHE_DIR, CLI_PATH, ensureCliBuilt, ensureKernel, isCi, KERNEL_SERIES, unmetPrerequisite, type Kernel, type KernelSeries } from './testbed.js';
+import { CACHE_DIR, ensureCliBuilt, ensureKernel, isCi, KERNEL_SERIES, unmetPrerequisite, type Kernel, type KernelSeries } from './testbed.js';
 
 export function kernelSuite(title: string, body: (series: KernelSeries) => void): void {
   const unmet = unmetPrerequisite();
@@ -23,6 +22,9 @@ export function kernelSuite(title: string, body: (series: KernelSeries) => void)
   }
   describe.each(KERNEL_SERIES)(`${title} — Debian kernel %s`, (series) => body(series));
 }
+
+/** Below vitest's 600 s hook timeout, so a hung guest fails with its serial log rather than a bare timeout. */
+const DEFAULT_BOOT_MS = 540_000;
 
 export interface ScenarioRun {
   readonly kernel: Kernel;
@@ -44,17 +46,14 @@ export async function runScenario(
   const setupStart = Date.now();
   const kernel = ensureKernel(series);
   // The smoke guest proves the bed even before the CLI builds; every scenario needs it.
-  const requireCli = opts.requireCli ?? true;
-  if (requireCli) ensureCliBuilt();
-  const cliBundle = requireCli || existsSync(CLI_PATH) ? buildCliBundle().path : undefined;
+  if (opts.requireCli ?? true) ensureCliBuilt();
   const setupMs = Date.now() - setupStart;
   const boot = await bootGuest({
     kernel,
     layout,
     scenario,
-    timeoutMs: opts.timeoutMs ?? 300_000,
+    timeoutMs: opts.timeoutMs ?? DEFAULT_BOOT_MS,
     ...(params !== undefined ? { params } : {}),
-    ...(cliBundle !== undefined ? { cliBundle } : {}),
   });
   mkdirSync(CACHE_DIR, { recursive: true });
   appendFileSync(
