@@ -12,14 +12,19 @@ import { kernelSuite, runScenario } from './harness/suite.js';
 
 kernelSuite('a. boot GPU under efifb', (series) => {
   let report: GuestReport;
+  let release: string;
   let group: string;
 
   beforeAll(async () => {
-    report = (await runScenario(series, LAYOUTS.bootGpu, 'bootGpu')).report;
+    const run = await runScenario(series, LAYOUTS.bootGpu, 'bootGpu');
+    report = run.report;
+    release = run.kernel.release;
     group = factsOf(report, 'initial').pci[BOOT_GPU]?.iommuGroup ?? '';
   });
 
-  it('ran the whole scenario in the guest', () => {
+  it('booted the requested stock kernel and ran the whole scenario with the host Node', () => {
+    expect(report.kernelRelease).toBe(release);
+    expect(report.nodeVersion).toBe(process.version);
     expect(report.error).toBeUndefined();
     expect(report.complete).toBe(true);
   });
@@ -28,7 +33,9 @@ kernelSuite('a. boot GPU under efifb', (series) => {
     const initial = factsOf(report, 'initial');
     expect(groupMembers(initial, BOOT_GPU)).toEqual([BOOT_GPU, BOOT_AUDIO]);
     expect(initial.pci[BOOT_GPU]?.bootVga).toBe('1');
-    expect(initial.platformFramebuffers['efi-framebuffer.0']).toBe('efi-framebuffer');
+    expect(initial.platformFramebuffers).toEqual({ 'efi-framebuffer.0': 'efi-framebuffer' });
+    expect(initial.procFb).toEqual(['0 EFI VGA']);
+    expect(initial.iomem.some((l) => l.endsWith(': efifb'))).toBe(true);
     expect(fbconBound(initial)).toBe(true);
   });
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 const env = process.env;
 const REPO = env.e2e_repo ?? '';
 const OUT = env.e2e_out ?? '/tmp';
-const SCENARIO = env.e2e_scenario ?? 'smoke';
+const SCENARIO = env.e2e_scenario ?? '';
 const CLI = join(REPO, 'dist', 'cli', 'main.js');
 const STATE_DIR = '/var/lib/vfio-handoff';
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -207,27 +207,6 @@ function vfioCheck(name, group, address) {
 const BOOT_GPU = '0000:00:02.0';
 
 const scenarios = {
-  smoke() {
-    record('initial', { data: { node: process.version, cliExists: existsSync(CLI) } });
-    if (existsSync(CLI)) cliStep('version', ['--version']);
-  },
-
-  bench() {
-    const pkgs = (env.e2e_pkgs ?? '').split(',').filter(Boolean);
-    const t0b = Date.now();
-    spawnSync('mkdir', ['-p', '/run/r/node_modules']);
-    spawnSync('cp', ['-a', join(REPO, 'dist'), join(REPO, 'package.json'), '/run/r/']);
-    for (const p of pkgs) { spawnSync('mkdir', ['-p', dirname(`/run/r/node_modules/${p}`)]); spawnSync('cp', ['-a', join(REPO, 'node_modules', p), `/run/r/node_modules/${p}`]); }
-    log(`copy: ${Date.now() - t0b} ms`);
-    for (const cli of [CLI, '/run/r/dist/cli/main.js', CLI, '/run/r/dist/cli/main.js']) {
-      for (const args of [['--version'], ['inspect', '--json']]) {
-        const t = Date.now();
-        const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
-        log(`bench ${cli} ${args.join(' ')}: ${Date.now() - t} ms status=${r.status} ${r.stderr.slice(0, 200)}`);
-      }
-    }
-  },
-
   // a. Boot VGA + HDA in one group under efifb, no native drivers.
   bootGpu() {
     record('initial');

@@ -89,7 +89,8 @@ function timestamped(start: number, chunk: string, partial: { rest: string }): s
 export async function bootGuest(opts: BootOptions): Promise<BootResult> {
   const { kernel, layout, scenario } = opts;
   const timeoutMs = opts.timeoutMs ?? 300_000;
-  const outDir = join(CACHE_DIR, 'out', `${scenario}-${kernel.series}`);
+  const suffix = Object.entries(opts.params ?? {}).map(([k, v]) => `-${k}${v}`).join('');
+  const outDir = join(CACHE_DIR, 'out', `${scenario}${suffix}-${kernel.series}`);
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
   const vars = join(outDir, 'OVMF_VARS.fd');

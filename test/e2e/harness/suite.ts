@@ -41,12 +41,11 @@ export async function runScenario(
   layout: MachineLayout,
   scenario: string,
   params?: Readonly<Record<string, string>>,
-  opts: { requireCli?: boolean; timeoutMs?: number } = {},
+  opts: { timeoutMs?: number } = {},
 ): Promise<ScenarioRun> {
   const setupStart = Date.now();
   const kernel = ensureKernel(series);
-  // The smoke guest proves the bed even before the CLI builds; every scenario needs it.
-  if (opts.requireCli ?? true) ensureCliBuilt();
+  ensureCliBuilt();
   const setupMs = Date.now() - setupStart;
   const boot = await bootGuest({
     kernel,
