@@ -61,6 +61,7 @@ export function handoffJson(report: HandoffReport): object {
     operation: report.operation,
     dryRun: report.dryRun,
     recovered: report.recovered.map(outcomeJson),
+    preamble: report.preamble.map(stepJson),
     plan: planSteps(report.plan).map((st) => ({ kind: st.kind, target: stepTarget(st), description: describeStep(st) })),
     results: report.assessments.map((a) => {
       const o = byGpu.get(a.gpu.fn.address);
@@ -145,6 +146,7 @@ export function handoffText(report: HandoffReport): string {
     return lines.join('\n') + '\n';
   }
   if (report.outcomes.length === 0 && report.assessments.length === 0) lines.push(`nothing to ${report.operation}`);
+  for (const s of report.preamble) lines.push(`${mark(s.outcome)} ${describeStep(s.step)}${s.error ? ` — ${s.error.message}` : ''}`);
   for (const o of report.outcomes) {
     lines.push(`group ${o.group} (${o.gpus.join(', ')}): ${o.outcome}`);
     for (const s of o.steps) lines.push(`  ${mark(s.outcome)} ${describeStep(s.step)}${s.note ? ` — ${s.note}` : ''}${s.error ? ` — ${s.error.message}` : ''}`);

@@ -2,10 +2,8 @@ import { realClock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { HandoffEngine } from '../handoff/engine.js';
 import type { HandoffRecorder } from '../metrics/recorders.js';
-import { loadBuiltinProfile, loadProfileFile } from '../profiles/load.js';
 import { NodeHost } from '../sysfs/node-host.js';
 import type { HostPort } from '../sysfs/port.js';
-import { SimulatedKernel } from '../sysfs/simulated-kernel.js';
 import { FileStateStore } from '../state/file-state-store.js';
 import { MemoryStateStore, type StateStore } from '../state/journal.js';
 
@@ -21,6 +19,8 @@ export interface HostOptions {
  */
 export async function openHost(opts: HostOptions): Promise<{ host: HostPort; store: StateStore; simulated: boolean }> {
   if (opts.profile) {
+    // Loaded only for --profile: the profile schema (ajv) and the simulator cost start-up time on real hosts.
+    const [{ loadBuiltinProfile, loadProfileFile }, { SimulatedKernel }] = await Promise.all([import('../profiles/load.js'), import('../sysfs/simulated-kernel.js')]);
     const profile = /[/.]/.test(opts.profile) && opts.profile.endsWith('.yaml') ? await loadProfileFile(opts.profile) : await loadBuiltinProfile(opts.profile);
     return { host: new SimulatedKernel(profile), store: new MemoryStateStore(), simulated: true };
   }

@@ -8,7 +8,7 @@ import type { Gpu, HostSnapshot } from '../host/model.js';
 import { noopHandoffRecorder, type HandoffRecorder } from '../metrics/recorders.js';
 import type { HostPort } from '../sysfs/port.js';
 import type { StateStore } from '../state/journal.js';
-import { HandoffExecutor, type ExecutorDeps, type GroupOutcome } from './executor.js';
+import { HandoffExecutor, type ExecutorDeps, type GroupOutcome, type StepOutcome } from './executor.js';
 import { endpoints, VFIO_DRIVER } from './group.js';
 import { planPrepare, planRelease, type GroupRecord, type Plan } from './plan.js';
 import { resolveSelectors, type GpuSelector } from './select.js';
@@ -43,6 +43,8 @@ export interface HandoffReport {
   /** GPUs left out of `--all` (blocked ones on prepare), with why. */
   readonly skipped: readonly Assessment[];
   readonly plan: Plan;
+  /** Host-wide steps that ran before the groups (loading vfio-pci). */
+  readonly preamble: readonly StepOutcome[];
   readonly outcomes: readonly GroupOutcome[];
   readonly dryRun: boolean;
 }
@@ -90,7 +92,7 @@ export class HandoffEngine {
       const chosen = assessed.filter((a) => a.verdict !== 'blocked');
       const plan = planPrepare(snapshot, chosen);
       const outcomes = opts.dryRun ? [] : await executor.run(plan, opts.signal);
-      return { operation: 'prepare', recovered, assessments: chosen, skipped: blocked, plan, outcomes, dryRun: opts.dryRun ?? false };
+      return { operation: 'prepare', recovered, assessments: chosen, skipped: blocked, plan, preamble: executor.preamble, outcomes, dryRun: opts.dryRun ?? false };
     });
   }
 
@@ -114,7 +116,7 @@ export class HandoffEngine {
       }
       const plan = planRelease(snapshot, assessed, records);
       const outcomes = opts.dryRun ? [] : await executor.run(plan, opts.signal);
-      return { operation: 'release', recovered, assessments: assessed, skipped: [], plan, outcomes, dryRun: opts.dryRun ?? false };
+      return { operation: 'release', recovered, assessments: assessed, skipped: [], plan, preamble: executor.preamble, outcomes, dryRun: opts.dryRun ?? false };
     });
   }
 

@@ -52,6 +52,8 @@ export interface ExecutorDeps {
 export class HandoffExecutor {
   private readonly runner: StepRunner;
   private stepCount = 0;
+  /** Outcomes of the host-wide steps (loading vfio-pci) of the last run, for reports. */
+  preamble: StepOutcome[] = [];
 
   constructor(private readonly deps: ExecutorDeps) {
     this.runner = new StepRunner({
@@ -77,10 +79,12 @@ export class HandoffExecutor {
     if (hasWork) await this.deps.store.writeJournal(journal);
 
     const outcomes: GroupOutcome[] = [];
+    this.preamble = [];
     {
       for (let i = 0; i < plan.preamble.length; i++) {
         const step = plan.preamble[i]!;
         const res = await this.runStep(step, signal);
+        this.preamble.push(res);
         if (res.outcome === 'failed') {
           // Nothing of any group has changed yet: fail every group without rollback.
           for (const g of plan.groups) {
@@ -166,7 +170,8 @@ export class HandoffExecutor {
     }
     await update({ status: 'done' });
     if (operation === 'release') await this.dropRecord(g.group);
-    const changed = results.some((r) => r.outcome === 'done');
+    // Verification steps read only: a run whose only "done" step is a verify changed nothing.
+    const changed = results.some((r) => r.outcome === 'done' && r.step.kind !== 'verify-group');
     return {
       group: g.group,
       gpus: g.record.gpus,
