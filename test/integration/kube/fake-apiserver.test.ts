@@ -1,6 +1,7 @@
 import { get as httpGet, request as httpRequest, type IncomingMessage } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeApiServer } from '../../support/fake-apiserver/index.js';
+import { eventually } from '../../support/eventually.js';
 
 interface WatchLine {
   type: string;
@@ -43,18 +44,6 @@ async function send(base: string, method: string, path: string, body?: unknown, 
   });
 }
 
-async function eventually(check: () => void, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
-}
 
 const NGP = '/apis/handoff.dev/v1alpha1/nodegpupassthroughs';
 

@@ -3,21 +3,10 @@ import { realClock } from '../../../src/core/clock.js';
 import { ConflictError } from '../../../src/core/errors.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { WorkQueue } from '../../../src/kube/work-queue.js';
+import { eventually } from '../../support/eventually.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function eventually(check: () => void, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(5);
-    }
-  }
-}
 
 function makeSut() {
   const results: string[] = [];
