@@ -4,8 +4,8 @@ import type { Logger } from '../core/logger.js';
 import type { PciAddress } from '../core/pci-address.js';
 import type { HandoffEngine } from '../handoff/engine.js';
 import type { HostSnapshot } from '../host/model.js';
-import type { KubeApi, KubeObject, ResourceRef } from '../kube/kube-api.js';
-import { AlreadyExistsError, CoreResources } from '../kube/kube-api.js';
+import type { KubeApi, KubeObject, ResourceRef } from '../kube/port.js';
+import { AlreadyExistsError, CoreResources } from '../kube/port.js';
 import {
   API_VERSION,
   inventoryEntry,

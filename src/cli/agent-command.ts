@@ -3,12 +3,14 @@ import { Registry } from 'prom-client';
 import { GrpcPodResources } from '../agent/pod-resources.js';
 import { NODE_LABEL, NODE_OBJECT, NodeAgent } from '../agent/node-agent.js';
 import { realClock } from '../core/clock.js';
+import type { Logger } from '../core/logger.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { discoverHost } from '../host/discover.js';
 import { namesFromSpec } from '../deviceplugin/resource-names-file.js';
 import { DevicePluginManager, startDevicePlugins, DEFAULT_PLUGIN_DIR, type RunningDevicePlugins } from '../deviceplugin/manager.js';
-import { ClientNodeKubeApi, type KubeObject } from '../kube/kube-api.js';
-import { ResilientInformer } from '../kube/informer.js';
+import { HttpKubeApi } from '../kube/http-kube-api.js';
+import { ObjectWatcher } from '../kube/object-watcher.js';
+import type { KubeApi, KubeObject } from '../kube/port.js';
 import { MetricsServer } from '../metrics/http-server.js';
 import { createAgentMetrics } from '../metrics/metrics.js';
 import { ResourceNamesFollower, ResourceNamesPublisher } from '../state/resource-names-file.js';
@@ -16,7 +18,7 @@ import { NodeHost } from '../sysfs/node-host.js';
 import { OverlayReader } from '../sysfs/overlay-reader.js';
 import type { HostReader } from '../sysfs/port.js';
 import { createEngine, openHost } from './host.js';
-import { loadKubeConfig } from './kubeconfig.js';
+import { loadLightKubeConfig } from './light-kubeconfig.js';
 import { createLogger } from './logger.js';
 import { loadResourceConfig } from './resource-config.js';
 import { shutdownSignal, untilAborted } from './signals.js';
@@ -131,6 +133,7 @@ export function registerAgentCommand(program: Command): void {
     .option('--metrics-addr <addr>', 'serve /metrics, /healthz, /readyz here', ':9464')
     .option('--node-name <name>', 'this node (the DaemonSet passes spec.nodeName)', process.env.NODE_NAME)
     .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster)')
+    .option('--kube-client <kind>', 'light: small built-in HTTP client (in-cluster, token or client-cert kubeconfigs); client-node: the full client (exec/auth-provider kubeconfigs)', 'light')
     .option('--resource-config <file>', 'YAML resource-name overrides (policies can also set resourceName)')
     .option('--resync-interval <duration>', 'level-triggered pass at least this often', '30s')
     .option('--profile <name|file>', 'simulated host instead of the real one (for trying it out)')
@@ -145,12 +148,14 @@ export function registerAgentCommand(program: Command): void {
       metricsAddr: string;
       nodeName?: string;
       kubeconfig?: string;
+      kubeClient: string;
       resourceConfig?: string;
       resyncInterval: string;
       profile?: string;
       logLevel: string;
     }) => {
       if (!opts.nodeName) throw new InvalidArgumentError('--node-name (or NODE_NAME) is required');
+      if (opts.kubeClient !== 'light' && opts.kubeClient !== 'client-node') throw new InvalidArgumentError(`--kube-client must be light or client-node, not ${JSON.stringify(opts.kubeClient)}`);
       if (opts.devicePlugin !== 'embedded' && opts.devicePlugin !== 'off') throw new InvalidArgumentError(`--device-plugin must be embedded or off, not ${JSON.stringify(opts.devicePlugin)}`);
       const embedded = opts.devicePlugin === 'embedded';
       const logger = createLogger(opts.logLevel, { component: 'agent', node: opts.nodeName });
@@ -189,8 +194,10 @@ export function registerAgentCommand(program: Command): void {
         });
       }
       const publisher = opts.resourceNamesFile ? new ResourceNamesPublisher({ path: opts.resourceNamesFile, logger }) : undefined;
-      const kubeConfig = loadKubeConfig(opts.kubeconfig);
-      const kube = new ClientNodeKubeApi({ kubeConfig });
+      // The light client keeps client-node (~75 MiB of module graph) out of the agent on every node.
+      const light = opts.kubeClient === 'light' ? new HttpKubeApi({ config: loadLightKubeConfig(opts.kubeconfig) }) : undefined;
+      const heavy = light ? undefined : await clientNodeApi(opts.kubeconfig, logger);
+      const kube: KubeApi = light ?? heavy!.api;
       const agent = new NodeAgent({
         nodeName: opts.nodeName,
         engine,
@@ -216,10 +223,8 @@ export function registerAgentCommand(program: Command): void {
         );
       };
       await agent.ensureObject();
-      const informer = new ResilientInformer<KubeObject>(
-        { kubeConfig, api: kube, clock: realClock, logger },
-        { resource: NODE_OBJECT, labelSelector: `${NODE_LABEL}=${opts.nodeName}`, resyncPeriodMs: parseDuration(opts.resyncInterval) },
-      );
+      const selector = `${NODE_LABEL}=${opts.nodeName}`;
+      const resyncMs = parseDuration(opts.resyncInterval);
       // The spec's names reach the device plugin before the pass prepares anything: the plugin keeps a GPU
       // under the resource it first advertised it with, so it must know the name before the GPU is ready.
       const onSpec = (obj: KubeObject): void => {
@@ -228,16 +233,49 @@ export function registerAgentCommand(program: Command): void {
         // The pass waits for the file (publish never rejects): the name must be on disk before any binding moves.
         void (publisher?.publish(names) ?? Promise.resolve()).then(pass);
       };
-      informer.on({ add: onSpec, update: onSpec, resync: pass });
-      informer.start(signal);
+      let stopWatching: () => Promise<void>;
+      if (light) {
+        const watcher = new ObjectWatcher({ api: light, clock: realClock, logger }, { resource: NODE_OBJECT, labelSelector: selector, onChange: (o) => (o ? onSpec(o) : pass()) });
+        const watching = watcher.run(signal);
+        const resync = setInterval(pass, resyncMs);
+        stopWatching = async () => {
+          clearInterval(resync);
+          await watching;
+          light.close();
+        };
+      } else {
+        const informer = heavy!.informer(selector, resyncMs);
+        informer.on({ add: onSpec, update: onSpec, resync: pass });
+        informer.start(signal);
+        stopWatching = () => informer.stop();
+      }
       pass();
       await untilAborted(signal);
       // Stop serving; never release GPUs on shutdown (a rolling update must not unbind GPUs under running VMs).
-      await informer.stop();
+      await stopWatching();
       await agent.settled();
       await publisher?.settled();
       await plugins?.stop();
       await metrics.stop();
       logger.info({}, 'agent stopped; GPU bindings left as they are');
     });
+}
+
+/** client-node, loaded only when asked for (--kube-client client-node). */
+async function clientNodeApi(kubeconfig: string | undefined, logger: Logger): Promise<{
+  api: KubeApi;
+  informer: (labelSelector: string, resyncMs: number) => { on(h: { add?(o: KubeObject): void; update?(o: KubeObject): void; resync?(o: KubeObject): void }): void; start(signal: AbortSignal): void; stop(): Promise<void> };
+}> {
+  const [{ loadKubeConfig }, { ClientNodeKubeApi }, { ResilientInformer }] = await Promise.all([
+    import('./kubeconfig.js'),
+    import('../kube/kube-api.js'),
+    import('../kube/informer.js'),
+  ]);
+  const kubeConfig = loadKubeConfig(kubeconfig);
+  const api = new ClientNodeKubeApi({ kubeConfig });
+  return {
+    api,
+    informer: (labelSelector, resyncMs) =>
+      new ResilientInformer<KubeObject>({ kubeConfig, api, clock: realClock, logger }, { resource: NODE_OBJECT, labelSelector, resyncPeriodMs: resyncMs }),
+  };
 }

@@ -93,14 +93,18 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
       if (report.outcomes.some((o) => o.outcome === 'failed' || o.outcome === 'rolled_back')) process.exitCode = EXIT.HOST_FAILURE;
     });
 
+  // Only the module of the requested subcommand is loaded (all of them for help and usage errors).
   if (needsHeavyCommands(argv)) {
-    const [{ registerAgentCommand, registerPluginCommand }, { registerOperatorCommand }] = await Promise.all([
-      import('./agent-command.js'),
-      import('./operator-command.js'),
-    ]);
-    registerAgentCommand(program);
-    registerPluginCommand(program);
-    registerOperatorCommand(program);
+    const sub = argv.find((a) => !a.startsWith('-'));
+    if (sub !== 'operator') {
+      const { registerAgentCommand, registerPluginCommand } = await import('./agent-command.js');
+      registerAgentCommand(program);
+      registerPluginCommand(program);
+    }
+    if (sub !== 'agent' && sub !== 'plugin') {
+      const { registerOperatorCommand } = await import('./operator-command.js');
+      registerOperatorCommand(program);
+    }
   }
 
   program
