@@ -33,7 +33,7 @@ export interface NodeAgentDeps {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly recorder?: GpuStateRecorder & HostConsoleRecorder;
-  /** Called after every pass that may have changed bindings: the device plugin rescans at once. */
+  /** Called after every pass with the current host and names: the device plugin rescans at once (it diffs, so idle passes push nothing). */
   readonly onHostChanged?: (snapshot: HostSnapshot, resourceNames: ReadonlyMap<string, string>) => void;
   /** Retry delay after a failed prepare of a GPU, doubled per failure up to 10 minutes. */
   readonly retryBaseMs?: number;
@@ -127,18 +127,15 @@ export class NodeAgent {
     const due = (a: PciAddress): boolean => (this.failures.get(a)?.notBefore ?? 0) <= this.deps.clock.now();
     const prepareBoot = actions.prepare.allowBootGpu.filter(due);
     const prepareNormal = actions.prepare.normal.filter(due);
-    let changed = false;
 
     if (prepareBoot.length + prepareNormal.length + actions.release.length > 0) {
       // Show Preparing/Releasing before the (possibly long) host work starts.
       await this.writeStatus(obj, snapshot, actions.statuses);
       for (const [list, allowBootGpu] of [[prepareBoot, true], [prepareNormal, false]] as const) {
         if (list.length === 0) continue;
-        changed = true;
         await this.attempt(list, () => engine.prepare({ all: false, selectors: list.map((address) => ({ kind: 'address', address })) }, { allowBootGpu }));
       }
       if (actions.release.length > 0) {
-        changed = true;
         await this.attempt(actions.release, () => engine.release({ all: false, selectors: actions.release.map((address) => ({ kind: 'address', address })) }));
       }
       snapshot = await engine.discover();
@@ -147,7 +144,7 @@ export class NodeAgent {
     const status = await this.writeStatus(await this.getObject(), snapshot, final.statuses);
     this.report(snapshot, final.statuses, await engine.records());
     const names = new Map((obj.spec?.gpus ?? []).filter((g) => g.resourceName).map((g) => [g.address, g.resourceName!]));
-    if (changed || this.deps.onHostChanged) this.deps.onHostChanged?.(snapshot, names);
+    this.deps.onHostChanged?.(snapshot, names);
     return status;
   }
 

@@ -37,10 +37,10 @@ function selection(selectors: string[], all: boolean | undefined): Selection {
  * loading; many seconds in the TCG guests of the kernel e2e tests), so they are only loaded when the
  * command line may need them: their own subcommand, or a help/usage listing.
  */
-const HEAVY_COMMANDS = new Set(['agent', 'plugin', 'operator']);
+const LIGHT_COMMANDS = new Set(['inspect', 'prepare', 'release', 'demo']);
 function needsHeavyCommands(argv: readonly string[]): boolean {
   const sub = argv.find((a) => !a.startsWith('-'));
-  return sub === undefined || sub === 'help' || HEAVY_COMMANDS.has(sub) || !['inspect', 'prepare', 'release', 'demo'].includes(sub);
+  return sub === undefined || !LIGHT_COMMANDS.has(sub);
 }
 
 export async function buildProgram(out: (s: string) => void = (s) => process.stdout.write(s), argv: readonly string[] = []): Promise<Command> {

@@ -80,28 +80,26 @@ export class HandoffExecutor {
 
     const outcomes: GroupOutcome[] = [];
     this.preamble = [];
-    {
-      for (let i = 0; i < plan.preamble.length; i++) {
-        const step = plan.preamble[i]!;
-        const res = await this.runStep(step, signal);
-        this.preamble.push(res);
-        if (res.outcome === 'failed') {
-          // Nothing of any group has changed yet: fail every group without rollback.
-          for (const g of plan.groups) {
-            outcomes.push({ group: g.group, gpus: g.gpus, operation: plan.operation, outcome: 'failed', steps: [res], error: res.error });
-          }
-          if (hasWork) await this.deps.store.clearJournal();
-          this.finish(plan.operation, outcomes, started);
-          return outcomes;
+    for (let i = 0; i < plan.preamble.length; i++) {
+      const step = plan.preamble[i]!;
+      const res = await this.runStep(step, signal);
+      this.preamble.push(res);
+      if (res.outcome === 'failed') {
+        // Nothing of any group has changed yet: fail every group without rollback.
+        for (const g of plan.groups) {
+          outcomes.push({ group: g.group, gpus: g.gpus, operation: plan.operation, outcome: 'failed', steps: [res], error: res.error });
         }
-        journal = { ...journal, preamble: { ...journal.preamble, completed: i + 1 } };
-        await this.deps.store.writeJournal(journal);
-        this.afterStep();
+        if (hasWork) await this.deps.store.clearJournal();
+        this.finish(plan.operation, outcomes, started);
+        return outcomes;
       }
-      for (let gi = 0; gi < plan.groups.length; gi++) {
-        const outcome = await this.runGroup(journal, gi, 0, signal, (j) => (journal = j));
-        outcomes.push(outcome);
-      }
+      journal = { ...journal, preamble: { ...journal.preamble, completed: i + 1 } };
+      await this.deps.store.writeJournal(journal);
+      this.afterStep();
+    }
+    for (let gi = 0; gi < plan.groups.length; gi++) {
+      const outcome = await this.runGroup(journal, gi, 0, signal, (j) => (journal = j));
+      outcomes.push(outcome);
     }
     // Only a run that got here is complete; an exception escaping above leaves the journal for recover().
     if (hasWork) await this.deps.store.clearJournal();

@@ -1,5 +1,5 @@
 import type { Clock } from '../core/clock.js';
-import { HostWriteError, TimeoutError, VerifyError } from '../core/errors.js';
+import { TimeoutError, VerifyError } from '../core/errors.js';
 import type { PciAddress } from '../core/pci-address.js';
 import type { HostPort } from '../sysfs/port.js';
 import {
@@ -96,12 +96,6 @@ export class StepRunner {
         await this.until(async () => (await this.driver(step.address)) !== step.driver, `${step.address} is still bound to ${step.driver}`);
         return { outcome: 'done' };
       }
-      case 'bind-driver': {
-        if ((await this.driver(step.address)) === step.driver) return { outcome: 'skipped' };
-        await this.write(pciDriverFile(step.driver, 'bind'), step.address, signal);
-        await this.until(async () => (await this.driver(step.address)) === step.driver, `${step.address} did not bind to ${step.driver}`);
-        return { outcome: 'done' };
-      }
       case 'probe':
         return this.probe(step.address, step.expect, signal);
       case 'verify-group':
@@ -169,7 +163,6 @@ export class StepRunner {
       await op(signal);
     } catch (err) {
       if (timeout.signal.aborted) throw timeout.signal.reason as Error;
-      if (err instanceof HostWriteError) throw err;
       throw err;
     } finally {
       clearTimeout(timer);

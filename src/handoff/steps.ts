@@ -16,7 +16,6 @@ export type Step =
   | { readonly kind: 'unbind-driver'; readonly address: PciAddress; readonly driver: string }
   /** drivers_probe; `expect` is the driver that must hold the device afterwards (undefined: any or none but vfio-pci). */
   | { readonly kind: 'probe'; readonly address: PciAddress; readonly expect: string | undefined }
-  | { readonly kind: 'bind-driver'; readonly address: PciAddress; readonly driver: string }
   | { readonly kind: 'verify-group'; readonly group: number; readonly expect: 'vfio' | 'host'; readonly members: readonly PciAddress[] };
 
 export type StepKind = Step['kind'];
@@ -58,8 +57,6 @@ export function describeStep(step: Step): string {
       return `unbind ${step.address} from ${step.driver}`;
     case 'probe':
       return step.expect ? `probe ${step.address} (expect ${step.expect})` : `probe ${step.address} (host driver)`;
-    case 'bind-driver':
-      return `bind ${step.address} to ${step.driver}`;
     case 'verify-group':
       return step.expect === 'vfio'
         ? `verify group ${step.group} is viable on vfio-pci and /dev/vfio/${step.group} exists`

@@ -4,21 +4,11 @@ import { silentLogger } from '../../../src/core/logger.js';
 import { backoffDelay, ResilientInformer } from '../../../src/kube/informer.js';
 import { ClientNodeKubeApi, type KubeObject, type ResourceRef } from '../../../src/kube/kube-api.js';
 import { FakeApiServer } from '../../support/fake-apiserver/index.js';
+import { eventually as waitUntil } from '../../support/eventually.js';
 
 const NGP: ResourceRef = { group: 'handoff.dev', version: 'v1alpha1', plural: 'nodegpupassthroughs', kind: 'NodeGpuPassthrough', namespaced: false };
 
-async function eventually(check: () => void, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-}
+const eventually = (check: () => void, timeoutMs = 5000): Promise<void> => waitUntil(check, timeoutMs);
 
 describe(ResilientInformer.name, () => {
   let server: FakeApiServer;

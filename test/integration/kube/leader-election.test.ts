@@ -5,20 +5,10 @@ import { silentLogger } from '../../../src/core/logger.js';
 import { ClientNodeKubeApi, type KubeApi } from '../../../src/kube/kube-api.js';
 import { LeaderElector, type Lease } from '../../../src/kube/leader-election.js';
 import { FakeApiServer } from '../../support/fake-apiserver/index.js';
+import { eventually as waitUntil } from '../../support/eventually.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-async function eventually(check: () => void, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(10);
-    }
-  }
-}
+const eventually = (check: () => void, timeoutMs = 5000): Promise<void> => waitUntil(check, timeoutMs);
 
 /** A KubeApi that can be cut off from the server, as a partitioned or frozen leader would be. */
 function partitionable(api: KubeApi): { api: Pick<KubeApi, 'get' | 'create' | 'replace'>; cut: () => void } {
