@@ -112,17 +112,34 @@ export class HttpKubeApi implements KubeApi {
     if (opts.timeoutSeconds !== undefined) q.set('timeoutSeconds', String(opts.timeoutSeconds));
     const what = describeResource(res, undefined, opts.namespace);
     return new Promise<void>((resolve, reject) => {
+      // Settles once; removes the abort listener and ends the request, so nothing outlives the watch
+      // (a listener left on a long-lived signal kept every past request alive: issue 17).
+      let settled = false;
+      const finish = (err?: unknown, cleanEnd = false): void => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        // A stream that ended cleanly leaves its socket to the keep-alive pool; anything else is cut.
+        if (!cleanEnd && !req.destroyed) req.destroy();
+        if (err === undefined) resolve();
+        else reject(err instanceof Error ? err : new KubeApiError(`watch ${what}: ${String(err)}`, undefined));
+      };
+      const onAbort = (): void => finish();
       const req = this.send('GET', `${collectionPath(res, opts.namespace)}?${q}`, undefined, undefined, (rsp) => {
         if ((rsp.statusCode ?? 0) >= 300) {
-          collect(rsp).then((text) => reject(errorForStatus(rsp.statusCode ?? 0, `watch ${what}: ${statusMessage(text) ?? `HTTP ${rsp.statusCode}`}`, 'watch')), reject);
+          collect(rsp).then(
+            (text) => finish(errorForStatus(rsp.statusCode ?? 0, `watch ${what}: ${statusMessage(text) ?? `HTTP ${rsp.statusCode}`}`, 'watch')),
+            (err: unknown) => finish(err),
+          );
           return;
         }
         let buf = '';
         rsp.setEncoding('utf8');
         rsp.on('data', (chunk: string) => {
+          if (settled) return;
           buf += chunk;
           let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
+          while (!settled && (nl = buf.indexOf('\n')) >= 0) {
             const line = buf.slice(0, nl).trim();
             buf = buf.slice(nl + 1);
             if (!line) continue;
@@ -130,25 +147,21 @@ export class HttpKubeApi implements KubeApi {
             try {
               ev = JSON.parse(line) as typeof ev;
             } catch (err) {
-              req.destroy();
-              return reject(new KubeApiError(`watch ${what}: undecodable event`, undefined, { cause: err }));
+              return finish(new KubeApiError(`watch ${what}: undecodable event`, undefined, { cause: err }));
             }
             if (ev.type === 'ERROR') {
-              req.destroy();
               const code = ev.object?.code ?? 500;
-              return reject(errorForStatus(code, `watch ${what}: ${ev.object?.message ?? `code ${code}`}`, 'watch'));
+              return finish(errorForStatus(code, `watch ${what}: ${ev.object?.message ?? `code ${code}`}`, 'watch'));
             }
             if (ev.object && (ev.type === 'ADDED' || ev.type === 'MODIFIED' || ev.type === 'DELETED' || ev.type === 'BOOKMARK')) onEvent(ev.type, ev.object);
           }
         });
-        rsp.on('end', () => resolve());
-        rsp.on('error', reject);
+        rsp.on('end', () => finish(undefined, true));
+        rsp.on('error', (err) => finish(new KubeApiError(`watch ${what}: ${err.message}`, undefined, { cause: err })));
+        // A connection cut mid-stream closes without 'end': that is a failure, not a clean end.
+        rsp.on('close', () => finish(rsp.complete ? undefined : new KubeApiError(`watch ${what}: connection closed`, undefined)));
       });
-      req.on('error', (err) => reject(new KubeApiError(`watch ${what}: ${err.message}`, undefined, { cause: err })));
-      const onAbort = (): void => {
-        req.destroy();
-        resolve();
-      };
+      req.on('error', (err) => finish(new KubeApiError(`watch ${what}: ${err.message}`, undefined, { cause: err })));
       if (signal?.aborted) onAbort();
       else signal?.addEventListener('abort', onAbort, { once: true });
     });

@@ -1,16 +1,21 @@
 /**
  * A resilient informer over client-node's `makeInformer` (ListWatch).
  *
- * client-node's ListWatch reconnects after a clean end of the watch and relists after 410, but after any
- * other error (a 500 on list, a reset connection) it only emits `error` and stops for good. This wrapper
- * restarts it with capped exponential backoff, re-emits every cached object on a resync timer (informers
- * can go silent without an error, kubernetes-client/javascript#596/#958, so controllers must be
- * level-triggered), and reports `hasSynced` once the first list has landed in the cache.
+ * client-node's ListWatch reconnects at once after a clean end of the watch and relists at once after a
+ * 410, and after any other error (a 500 on list, a reset connection) it only emits `error` and stops for
+ * good. So a proxy that ends every watch at once, or a 410 on every watch, made it a tight loop (~550
+ * requests/s from one operator, issue 17). This wrapper puts every list and every watch start through
+ * WatchRestarts (client-go's reflector pacing: minimum interval, backoff with jitter after a failed or very
+ * short watch), restarts it after errors, re-emits every cached object on a resync timer (informers can go
+ * silent without an error, kubernetes-client/javascript#596/#958, so controllers must be level-triggered),
+ * and reports `hasSynced` once the first list has landed in the cache.
  */
 import { ADD, CONNECT, DELETE, ERROR, ListWatch, UPDATE, Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { collectionPath, type KubeApi, type KubeObject, type ResourceRef } from './kube-api.js';
+import { describeResource } from './port.js';
+import { jitteredBackoff, statusOf, WatchRestartLog, WatchRestarts, type WatchEnd, type WatchRestartOptions } from './watch-restarts.js';
 
 export interface InformerHandlers<T> {
   add?(obj: T): void;
@@ -31,8 +36,8 @@ export interface ResilientInformerOptions {
   labelSelector?: string;
   /** Re-emit every cached object this often; 0 disables. Default 0. */
   resyncPeriodMs?: number;
-  /** Restart backoff after errors. Default 200 ms doubling to 30 s, with ±20 % jitter. */
-  backoff?: BackoffOptions;
+  /** Pacing of lists and watch restarts. Default: client-go's reflector (800 ms doubling to 30 s, ±20 % jitter; 1 s between watch starts). */
+  backoff?: WatchRestartOptions;
 }
 
 export interface ResilientInformerDeps {
@@ -53,15 +58,31 @@ export interface InformerStats {
   readonly lists: number;
 }
 
+/** What ClosableWatch reports to its informer about each watch it runs. */
+interface WatchHooks {
+  /** Resolves when the next watch may start; rejects when the informer stops. */
+  pace(): Promise<void>;
+  started(): void;
+  ended(events: number, err: unknown): void;
+}
+
 /**
- * client-node's ListWatch (what `makeInformer` builds) with a Watch that can be closed for good.
- * ListWatch.stop() aborts only a watch request whose response has already arrived; a request still in
- * flight when stop() runs would otherwise stay open and keep delivering events. This Watch aborts any
- * request that completes after `close()`.
+ * client-node's ListWatch (what `makeInformer` builds) with a Watch that can be closed for good and that
+ * paces itself. ListWatch.stop() aborts only a watch request whose response has already arrived; a request
+ * still in flight when stop() runs would otherwise stay open and keep delivering events. This Watch aborts
+ * any request that completes after `close()`. Every start waits on `hooks.pace()`, and every end (a 410
+ * arrives as an ERROR event followed by a clean end) is reported, so restarts follow WatchRestarts.
  */
 class ClosableWatch extends Watch {
   private closed = false;
   private readonly open = new Set<AbortController>();
+
+  constructor(
+    kubeConfig: KubeConfig,
+    private readonly hooks: WatchHooks,
+  ) {
+    super(kubeConfig);
+  }
 
   override async watch(
     path: string,
@@ -69,13 +90,41 @@ class ClosableWatch extends Watch {
     callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
     done: (err: unknown) => void,
   ): Promise<AbortController> {
+    // ListWatch calls this from the previous watch's done callback without awaiting it: never reject.
+    try {
+      await this.hooks.pace();
+    } catch {
+      const c = new AbortController();
+      c.abort();
+      return c;
+    }
+    if (this.closed) {
+      const c = new AbortController();
+      c.abort();
+      return c;
+    }
     // `done` may run before super.watch returns (an HTTP error answer), so `c` can still be unset there.
     const ref: { c?: AbortController; finished?: boolean } = {};
-    const c = await super.watch(path, queryParams, callback, (err) => {
-      ref.finished = true;
-      if (ref.c) this.open.delete(ref.c);
-      done(err);
-    });
+    let events = 0;
+    let expired: unknown;
+    this.hooks.started();
+    const c = await super.watch(
+      path,
+      queryParams,
+      (phase, obj, watchObj) => {
+        if (phase === 'ERROR') {
+          const code = (obj as { code?: unknown } | null)?.code;
+          expired = Object.assign(new Error(`watch ${path}: ${(obj as { message?: string } | null)?.message ?? `code ${String(code)}`}`), { code });
+        } else events++;
+        callback(phase, obj, watchObj);
+      },
+      (err) => {
+        ref.finished = true;
+        if (ref.c) this.open.delete(ref.c);
+        if (!this.closed) this.hooks.ended(events, err ?? expired ?? undefined);
+        done(err);
+      },
+    );
     ref.c = c;
     if (this.closed) c.abort();
     else if (ref.finished !== true) this.open.add(c);
@@ -91,8 +140,7 @@ class ClosableWatch extends Watch {
 
 /** Capped exponential backoff with jitter: attempt 0 → ~initial, then doubling up to max. */
 export function backoffDelay(attempt: number, opts: BackoffOptions, random: () => number = Math.random): number {
-  const base = Math.min(opts.maxMs, opts.initialMs * 2 ** Math.min(attempt, 30));
-  return Math.round(base * (0.8 + 0.4 * random()));
+  return jitteredBackoff(attempt, opts.initialMs, opts.maxMs, random);
 }
 
 export class ResilientInformer<T extends KubeObject> {
@@ -101,8 +149,12 @@ export class ResilientInformer<T extends KubeObject> {
   private watch: ClosableWatch | undefined;
   private controller: AbortController | undefined;
   private synced = false;
-  private attempt = 0;
   private restarting = false;
+  private readonly pacing: WatchRestarts;
+  private readonly watchLog: WatchRestartLog;
+  private readonly listLog: WatchRestartLog;
+  /** The error the last watch ended with: ListWatch re-emits it, and it is already counted and logged. */
+  private lastWatchError: unknown;
   private counters = { restarts: 0, errors: 0, connects: 0, lists: 0 };
   private readonly syncWaiters: (() => void)[] = [];
   private readonly log: Logger;
@@ -112,6 +164,10 @@ export class ResilientInformer<T extends KubeObject> {
     private readonly options: ResilientInformerOptions,
   ) {
     this.log = deps.logger.child({ informer: options.resource.plural, namespace: options.namespace });
+    this.pacing = new WatchRestarts({ clock: deps.clock, ...(deps.random ? { random: deps.random } : {}) }, options.backoff);
+    const what = describeResource(options.resource, undefined, options.namespace);
+    this.watchLog = new WatchRestartLog({ clock: deps.clock, logger: this.log }, what, 'watch');
+    this.listLog = new WatchRestartLog({ clock: deps.clock, logger: this.log }, what, 'list');
   }
 
   /** Register handlers before `start` to see the initial list as `add` events. */
@@ -131,12 +187,18 @@ export class ResilientInformer<T extends KubeObject> {
   waitForSync(signal?: AbortSignal): Promise<void> {
     if (this.synced) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const onAbort = (): void => reject(signal?.reason);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.syncWaiters.push(() => {
+      const waiter = (): void => {
         signal?.removeEventListener('abort', onAbort);
         resolve();
-      });
+      };
+      // An aborted wait leaves neither its listener nor its waiter behind (one per leadership term).
+      const onAbort = (): void => {
+        const i = this.syncWaiters.indexOf(waiter);
+        if (i >= 0) this.syncWaiters.splice(i, 1);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.syncWaiters.push(waiter);
     });
   }
 
@@ -156,20 +218,48 @@ export class ResilientInformer<T extends KubeObject> {
     if (this.controller) throw new Error('informer already started');
     const controller = new AbortController();
     this.controller = controller;
-    signal?.addEventListener('abort', () => void this.stop(), { once: true });
+    const onAbort = (): void => void this.stop();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    controller.signal.addEventListener('abort', () => signal?.removeEventListener('abort', onAbort), { once: true });
     const { resource, namespace, labelSelector } = this.options;
     const listFn = async (): Promise<{ items: KubernetesObject[]; metadata: { resourceVersion?: string } }> => {
-      const list = await this.deps.api.list<T>(resource, {
-        ...(namespace !== undefined ? { namespace } : {}),
-        ...(labelSelector !== undefined ? { labelSelector } : {}),
-      });
+      // A relist (after a 410, or a restart) waits its turn like a watch does; throwing on abort is fine
+      // here: ListWatch catches list errors and emits `error`, which a stopped informer ignores.
+      await this.pacing.wait(controller.signal);
+      let list;
+      try {
+        list = await this.deps.api.list<T>(resource, {
+          ...(namespace !== undefined ? { namespace } : {}),
+          ...(labelSelector !== undefined ? { labelSelector } : {}),
+        });
+      } catch (err) {
+        if (!controller.signal.aborted) {
+          this.pacing.listFailed();
+          this.listLog.restart(statusEnd(err), this.pacing.delayMs(), err);
+          this.lastWatchError = err;
+        }
+        throw err;
+      }
       this.counters.lists++;
       // ListWatch adds the items to its cache synchronously right after this promise settles; mark the
       // cache synced after that continuation has run.
       setImmediate(() => this.markSynced());
       return list as unknown as { items: KubernetesObject[]; metadata: { resourceVersion?: string } };
     };
-    this.watch = new ClosableWatch(this.deps.kubeConfig);
+    this.watch = new ClosableWatch(this.deps.kubeConfig, {
+      pace: () => this.pacing.wait(controller.signal),
+      started: () => this.pacing.watchStarted(),
+      ended: (events, err) => {
+        const end = this.pacing.watchEnded(events, err ?? undefined);
+        if (end === 'healthy') {
+          this.watchLog.healthy();
+          this.listLog.healthy();
+          return;
+        }
+        this.lastWatchError = err;
+        this.watchLog.restart(end, this.pacing.delayMs(), err ?? undefined);
+      },
+    });
     const informer = new ListWatch<KubernetesObject>(collectionPath(resource, namespace), this.watch, listFn as never, false, labelSelector);
     this.informer = informer;
     informer.on(ADD, (o) => this.emit('add', o as unknown as T));
@@ -199,8 +289,8 @@ export class ResilientInformer<T extends KubeObject> {
   }
 
   private markSynced(): void {
-    // Any successful list means the connection works again.
-    this.attempt = 0;
+    // A successful list does not reset the backoff: a watch that keeps failing must not be retried at
+    // the list's pace (issue 17). Only a watch that stays open does (WatchRestarts).
     if (this.synced) return;
     this.synced = true;
     for (const w of this.syncWaiters.splice(0)) w();
@@ -208,8 +298,6 @@ export class ResilientInformer<T extends KubeObject> {
 
   private emit(kind: 'add' | 'update' | 'delete', obj: T): void {
     if (this.controller?.signal.aborted) return;
-    // A watch event also proves the stream is healthy.
-    this.attempt = 0;
     for (const h of this.handlers) {
       try {
         h[kind]?.(obj);
@@ -226,15 +314,20 @@ export class ResilientInformer<T extends KubeObject> {
     this.counters.errors++;
     if (this.restarting) return;
     this.restarting = true;
-    const delay = backoffDelay(this.attempt++, this.options.backoff ?? { initialMs: 200, maxMs: 30_000 }, this.deps.random);
-    this.log.warn({ err: err instanceof Error ? err.message : String(err), delayMs: delay }, 'informer failed; restarting');
-    void this.deps.clock
-      .sleep(delay, signal)
+    if (err !== this.lastWatchError) {
+      // Neither a watch end nor a list failure (both are paced and logged where they happen).
+      this.pacing.listFailed();
+      this.watchLog.restart('failed', this.pacing.delayMs(), err);
+    }
+    this.lastWatchError = undefined;
+    void this.pacing
+      .wait(signal)
       .then(async () => {
         this.restarting = false;
         if (signal.aborted || !this.informer) return;
         this.counters.restarts++;
         // ListWatch keeps its resourceVersion, so this resumes the watch (or relists after a 410).
+        // A restart that fails throws nothing here: ListWatch reports it through `error` again.
         await this.informer.start();
       })
       .catch((e: unknown) => {
@@ -254,4 +347,9 @@ export class ResilientInformer<T extends KubeObject> {
       if (this.synced) this.resync();
     }
   }
+}
+
+function statusEnd(err: unknown): Exclude<WatchEnd, 'healthy'> {
+  const code = statusOf(err);
+  return code === 403 ? 'forbidden' : code === 410 ? 'expired' : 'failed';
 }

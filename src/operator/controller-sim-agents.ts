@@ -64,7 +64,7 @@ export class SimulatedAgents {
   ) {
     this.informer = new ResilientInformer<NodeGpuPassthrough & KubeObject>(
       { kubeConfig: deps.kubeConfig, api: deps.api as KubeApi, clock: deps.clock, logger: deps.logger },
-      { resource: NODE_GPU_PASSTHROUGH_REF, backoff: { initialMs: 50, maxMs: 1_000 } },
+      { resource: NODE_GPU_PASSTHROUGH_REF, backoff: { initialMs: 50, maxMs: 1_000, minIntervalMs: 50 } },
     );
     const on = (o: NodeGpuPassthrough & KubeObject): void => this.maybeAnswer(o.metadata.name);
     this.informer.on({ add: on, update: on });

@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js';
 import { NotFoundError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { BackoffOptions, EventRecorder, KubeApi, KubeObject, ReconcileOutcome, ResourceRef } from '../kube/index.js';
+import type { WatchRestartOptions } from '../kube/watch-restarts.js';
 import { CoreResources, ResilientInformer, WorkQueue } from '../kube/index.js';
 import type { PolicyRecorder, ReconcileRecorder } from '../metrics/recorders.js';
 import type { GpuPassthrough, KubeVirtCr, NodeGpuPassthrough, NodeLike } from './api.js';
@@ -80,8 +81,8 @@ export interface OperatorControllerOptions {
    * reports yields one status write instead of one per node. Default 250 ms.
    */
   batchMs?: number;
-  /** Informer restart backoff. Default 200 ms doubling to 30 s. */
-  informerBackoff?: BackoffOptions;
+  /** Pacing of informer lists and watch restarts. Default: client-go's reflector (see WatchRestarts). */
+  informerBackoff?: WatchRestartOptions;
   /** Per-key failure backoff. Default 5 ms doubling to 60 s. */
   queueBackoff?: BackoffOptions;
   /** A deleting policy waiting for agents is looked at again this often even without events. Default 10 s. */

@@ -83,6 +83,14 @@ interface Fault {
   readonly status: number;
 }
 
+/**
+ * How every watch is answered while a watch fault is set (lists and other verbs still work):
+ *  - `empty`: 200 with an empty body, ended at once (a load balancer closing long requests);
+ *  - `gone`: 200 with one ERROR event of code 410, then EOF (a compacted etcd after an API server restart);
+ *  - `status`: the HTTP status given (500: an API server failing; 403: the role lacks the `watch` verb).
+ */
+export type WatchFault = { readonly kind: 'empty' } | { readonly kind: 'gone' } | { readonly kind: 'status'; readonly status: number };
+
 export interface FakeApiServerOptions {
   resources?: readonly ResourceType[];
   /** Events kept for watch replay; older resourceVersions get 410. Default 100,000. */
@@ -136,6 +144,7 @@ export class FakeApiServer {
   private readonly counters = new Map<string, number>();
   private readonly writes = new Map<string, number>(); // "<group>/<plural>/<name>" -> writes
   private latency: { ms: number; match: RequestMatch | undefined } | undefined;
+  private watchFaultMode: WatchFault | undefined;
   private rv = 0;
   /** Watches from a resourceVersion below this get 410 Gone. */
   private compactedRv = 0;
@@ -269,6 +278,12 @@ export class FakeApiServer {
 
   clearFaults(): void {
     this.faults.length = 0;
+    this.watchFaultMode = undefined;
+  }
+
+  /** Answers every watch (all resources) as `fault` says until cleared (`undefined` or clearFaults). */
+  setWatchFault(fault: WatchFault | undefined): void {
+    this.watchFaultMode = fault;
   }
 
   /** Delays every matching request (all when `match` is omitted) by `ms`; 0 clears. */
@@ -386,7 +401,17 @@ export class FakeApiServer {
       const fault = this.faults.find((f) => f.remaining > 0 && this.matches(f.match, method, verb, url.pathname));
       if (fault) {
         fault.remaining--;
-        throw new HttpError(fault.status, fault.status === 500 ? 'InternalError' : 'Injected', `injected fault (${fault.status})`);
+        throw faultError(fault.status, verb, route);
+      }
+      const wf = this.watchFaultMode;
+      if (wf && verb === 'watch') {
+        if (wf.kind === 'status') throw faultError(wf.status, verb, route);
+        entry.status = 200;
+        res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+        if (wf.kind === 'gone') {
+          res.end(JSON.stringify({ type: 'ERROR', object: statusBody(410, 'Expired', `too old resource version: ${url.searchParams.get('resourceVersion') ?? ''} (${this.rv})`) }) + '\n');
+        } else res.end();
+        return;
       }
       if (!route) return this.discovery(url.pathname, entry, res);
       const t = this.typeFor(route.group, route.version, route.plural);
@@ -781,6 +806,19 @@ function stableStringify(v: unknown): string {
       .join(',')}}`;
   }
   return JSON.stringify(v) ?? 'null';
+}
+
+/** The error an injected fault answers with, worded as the real API server words it. */
+function faultError(status: number, verb: Verb, route: { group: string; plural: string } | undefined): HttpError {
+  if (status === 403) {
+    const what = route ? `resource "${route.plural}" in API group "${route.group}"` : 'this path';
+    return new HttpError(
+      403,
+      'Forbidden',
+      `${route ? `${route.plural}${route.group ? `.${route.group}` : ''}` : 'path'} is forbidden: User "system:serviceaccount:test:test" cannot ${verb} ${what} at the cluster scope`,
+    );
+  }
+  return new HttpError(status, status === 500 ? 'InternalError' : 'Injected', `injected fault (${status})`);
 }
 
 function statusBody(code: number, reason: string, message: string): unknown {

@@ -63,7 +63,7 @@ describe('HttpKubeApi (the agent\u2019s light client) against the fake API serve
     const ac = new AbortController();
     const watcher = new ObjectWatcher(
       { api: sut, clock: realClock, logger: silentLogger },
-      { resource: NGP, labelSelector: 'handoff.dev/node=n1', onChange: (o) => changes.push(o?.metadata?.name), backoff: { initialMs: 10, maxMs: 50 } },
+      { resource: NGP, labelSelector: 'handoff.dev/node=n1', onChange: (o) => changes.push(o?.metadata?.name), backoff: { initialMs: 10, maxMs: 50, minIntervalMs: 10 } },
     );
     const running = watcher.run(ac.signal);
     await eventually(() => expect(changes).toEqual(['n1']));

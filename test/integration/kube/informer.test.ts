@@ -19,7 +19,7 @@ describe(ResilientInformer.name, () => {
   function makeSut(resyncPeriodMs = 0): ResilientInformer<KubeObject> {
     const inf = new ResilientInformer<KubeObject>(
       { kubeConfig: server.kubeConfig(), api, clock: realClock, logger: silentLogger, random: () => 0.5 },
-      { resource: NGP, resyncPeriodMs, backoff: { initialMs: 10, maxMs: 50 } },
+      { resource: NGP, resyncPeriodMs, backoff: { initialMs: 10, maxMs: 50, minIntervalMs: 10 } },
     );
     inf.on({
       add: (o) => seen.push(`add ${o.metadata?.name}`),

@@ -52,7 +52,7 @@ export const FAST: Pick<RunOperatorDeps, 'resyncMs' | 'leaderElection' | 'contro
     batchMs: 20,
     kubevirtCheckMs: 100,
     releasePollMs: 200,
-    informerBackoff: { initialMs: 10, maxMs: 200 },
+    informerBackoff: { initialMs: 10, maxMs: 200, minIntervalMs: 10 },
     queueBackoff: { initialMs: 5, maxMs: 200 },
   },
 };

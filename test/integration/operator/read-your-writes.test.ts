@@ -17,7 +17,7 @@ describe(`${OperatorController.name}: reading its own writes`, () => {
     await c.agents.addNode('node-a', {}, inventory(2));
     sut = new OperatorController(
       { api: c.api, kubeConfig: c.server.kubeConfig(), clock: realClock, logger: silentLogger, recorder: noopReconcileRecorder, events: { event: async () => undefined } },
-      { informerBackoff: { initialMs: 10, maxMs: 50 } },
+      { informerBackoff: { initialMs: 10, maxMs: 50, minIntervalMs: 10 } },
     );
   });
   afterEach(async () => {
