@@ -56,7 +56,7 @@ describe('HttpKubeApi (the agent\u2019s light client) against the fake API serve
     await expect(sut.watch(NGP, { resourceVersion: list.metadata.resourceVersion }, () => undefined)).rejects.toBeInstanceOf(ResourceExpiredError);
   });
 
-  it('ObjectWatcher reports the object on list and events, and survives dropped watches and 500s', async () => {
+  it('ObjectWatcher reports the object on list and events, survives dropped watches, 410s and 500s, and reports nothing for a relist that changed nothing', async () => {
     await sut.create(NGP, { metadata: { name: 'n1', labels: { 'handoff.dev/node': 'n1' } } });
     await sut.create(NGP, { metadata: { name: 'other', labels: { 'handoff.dev/node': 'n2' } } });
     const changes: (string | undefined)[] = [];
@@ -67,11 +67,19 @@ describe('HttpKubeApi (the agent\u2019s light client) against the fake API serve
     );
     const running = watcher.run(ac.signal);
     await eventually(() => expect(changes).toEqual(['n1']));
+    await eventually(() => expect(server.openWatches).toBe(1));
     server.dropWatches({ abrupt: true });
+    // Resumed from its resourceVersion: a watch again, and nothing reported (nothing changed).
+    await eventually(() => expect(server.openWatches).toBe(1));
+    // A 410 relists (through two failing lists); the relist changed nothing, so nothing is reported.
+    await sut.patch(NGP, 'other', { type: 'merge', body: { metadata: { annotations: { a: 'b' } } } }); // filtered out: moves only the server's resourceVersion
+    server.compact();
     server.failNext({ verb: 'list' }, 2, 500);
-    await new Promise((r) => setTimeout(r, 100));
-    await eventually(() => expect(changes.length).toBeGreaterThanOrEqual(2)); // relisted after the drop and the 500s
-    await new Promise((r) => setTimeout(r, 100));
+    const listsBefore = watcher.stats.lists;
+    server.dropWatches();
+    await eventually(() => expect(watcher.stats.lists).toBe(listsBefore + 1));
+    expect(watcher.stats.restarts.expired).toBe(1);
+    expect(changes).toEqual(['n1']);
     const seenBefore = changes.length;
     await sut.patch(NGP, 'n1', { type: 'merge', body: { spec: { paused: true } } });
     await eventually(() => expect(changes.length).toBe(seenBefore + 1));
