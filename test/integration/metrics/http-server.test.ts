@@ -100,3 +100,55 @@ describe(MetricsServer.name, () => {
     await expect(again.start({ host: '127.0.0.1', port })).resolves.toEqual({ host: '127.0.0.1', port });
   });
 });
+
+describe('MetricsServer under a connection flood (issue 17, item 5)', () => {
+  let server: MetricsServer | undefined;
+  const sockets: import('node:net').Socket[] = [];
+  afterEach(async () => {
+    for (const s of sockets.splice(0)) s.destroy();
+    await server?.stop();
+    server = undefined;
+  });
+
+  /** Opens `n` idle TCP connections from `localAddress` (another loopback address: another pod). */
+  async function flood(port: number, n: number, localAddress: string): Promise<import('node:net').Socket[]> {
+    const { connect } = await import('node:net');
+    const opened = await Promise.all(
+      Array.from({ length: n }, () => new Promise<import('node:net').Socket>((resolve) => {
+        const s = connect({ host: '127.0.0.1', port, localAddress });
+        s.on('error', () => undefined);
+        s.resume(); // read, so a close by the server is seen
+        s.once('connect', () => resolve(s));
+        s.once('close', () => resolve(s));
+      })),
+    );
+    sockets.push(...opened);
+    return opened;
+  }
+
+  async function stillOpen(socks: import('node:net').Socket[]): Promise<number> {
+    await new Promise((r) => setTimeout(r, 200)); // let the server's closes arrive
+    return socks.filter((s) => !s.destroyed && !s.readableEnded && s.readyState === 'open').length;
+  }
+
+  it('keeps answering /healthz while another client holds hundreds of idle connections, and closes them when idle', async () => {
+    server = new MetricsServer({ registry: new Registry(), readiness: () => true, limits: { idleTimeoutMs: 1_500, headersTimeoutMs: 1_000 } });
+    const { port } = await server.start('127.0.0.1:0');
+    const idle = await flood(port, 500, '127.0.0.2');
+    // The flooding client keeps at most its per-client share (16); the rest are closed as they are accepted.
+    for (let i = 0; i < 50 && (await stillOpen(idle)) > 16; i++);
+    expect(await stillOpen(idle)).toBeLessThanOrEqual(16);
+    for (let i = 0; i < 5; i++) expect((await get(port, '/healthz')).status).toBe(200);
+    // The ones it kept never sent a request: closed by the idle/header timeouts.
+    for (let i = 0; i < 100 && (await stillOpen(idle)) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await stillOpen(idle)).toBe(0);
+  }, 30_000);
+
+  it('caps connections in all', async () => {
+    server = new MetricsServer({ registry: new Registry(), readiness: () => true, limits: { maxConnections: 20, maxConnectionsPerClient: 100 } });
+    const { port } = await server.start('127.0.0.1:0');
+    const idle = await flood(port, 100, '127.0.0.3');
+    for (let i = 0; i < 50 && (await stillOpen(idle)) > 20; i++);
+    expect(await stillOpen(idle)).toBeLessThanOrEqual(20);
+  });
+});

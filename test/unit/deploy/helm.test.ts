@@ -90,6 +90,21 @@ describe.skipIf(!helm.path)('helm chart (real helm template)', () => {
     expect(JSON.parse(cm.data['vfio-handoff.json'] ?? '')).toEqual(JSON.parse(readFileSync(join(REPO_ROOT, 'monitoring/dashboard.json'), 'utf8')));
   });
 
+  it('ships a NetworkPolicy per component for the metrics/health ports, on by default (issue 17)', () => {
+    const policies = (values: unknown) => template(values).objects.filter((o) => o.kind === 'NetworkPolicy') as unknown as { metadata: { name: string }; spec: { ingress: { ports: { port: number }[]; from?: unknown[] }[] } }[];
+    const byDefault = policies({});
+    expect(byDefault.map((p) => p.metadata.name).sort()).toEqual(['vh-vfio-handoff-agent-metrics', 'vh-vfio-handoff-operator-metrics']);
+    const agent = byDefault.find((p) => p.metadata.name.endsWith('-agent-metrics'))!;
+    expect(agent.spec.ingress[0]?.ports.map((p) => p.port)).toEqual([9464, 9466]);
+    expect(agent.spec.ingress[0]?.from).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+    // Ports follow the values (validateObjects checks each against the pods' container ports).
+    const moved = template({ ...NON_DEFAULT, agent: { ...NON_DEFAULT.agent, devicePlugin: 'embedded' } });
+    expect(validateObjects(moved.objects, 'gpu-system')).toEqual([]);
+    expect(policies({ agent: { metricsPort: 19464, devicePlugin: 'embedded' } }).find((p) => p.metadata.name.endsWith('-agent-metrics'))?.spec.ingress[0]?.ports.map((p) => p.port)).toEqual([19464]);
+    expect(policies({ metrics: { networkPolicy: { enabled: false } } })).toEqual([]);
+    expect(template({ metrics: { networkPolicy: { enabled: true, from: [{ bogus: {} }] } } }).ok).toBe(false);
+  });
+
   it('matches the kustomize manifests in args, host mounts, security and RBAC', () => {
     if (!kubectl.path) return;
     const chart = template({ kubevirt: { enabled: true } }).objects;

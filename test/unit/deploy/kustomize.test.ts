@@ -30,6 +30,8 @@ describe.skipIf(!kubectl.path)('deploy/ (kubectl kustomize)', () => {
         'DaemonSet/vfio-handoff-agent',
         'Deployment/vfio-handoff-operator',
         'Namespace/vfio-handoff',
+        'NetworkPolicy/vfio-handoff-agent-metrics',
+        'NetworkPolicy/vfio-handoff-operator-metrics',
         'PrometheusRule/vfio-handoff',
         'Role/vfio-handoff-operator-leader-election',
         'RoleBinding/vfio-handoff-operator-leader-election',

@@ -195,6 +195,21 @@ export function validateObjects(objects: readonly K8sObject[], namespace: string
         if (!named) problems.push(`${id}: targetPort ${String(p.targetPort)} is no container port`);
       }
     }
+    if (o.kind === 'NetworkPolicy') {
+      // It must select exactly one workload, and every port it opens must be a container port of it.
+      const np = o as unknown as { spec: { podSelector: { matchLabels: Record<string, string> }; ingress?: { ports?: { port: number | string }[] }[] } };
+      const pods = objects.filter((x) => podSpec(x) && Object.entries(np.spec.podSelector.matchLabels).every(([k, v]) => podLabels(x)[k] === v));
+      if (pods.length !== 1) problems.push(`${id}: selects ${pods.length} workloads, expected 1`);
+      const containerPorts = pods.flatMap((w) => podSpec(w)?.containers.flatMap((c) => (c.ports ?? []).flatMap((cp) => [cp.containerPort, cp.name])) ?? []);
+      for (const rule of np.spec.ingress ?? []) {
+        for (const p of rule.ports ?? []) if (!containerPorts.includes(p.port as never)) problems.push(`${id}: port ${String(p.port)} is no container port`);
+      }
+      // Every container port must be opened, or Prometheus (or the probe on some CNIs) is cut off.
+      const opened = (np.spec.ingress ?? []).flatMap((r) => (r.ports ?? []).map((p) => p.port));
+      for (const w of pods) {
+        for (const c of podSpec(w)?.containers ?? []) for (const cp of c.ports ?? []) if (!opened.includes(cp.containerPort) && !opened.includes(cp.name as never)) problems.push(`${id}: container port ${cp.containerPort} not opened`);
+      }
+    }
     if (o.kind === 'ServiceMonitor') {
       const sm = o as unknown as { spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string }[] } };
       const services = objects.filter(
