@@ -65,6 +65,8 @@ export class LeaderElector {
   private observedHolder: string | undefined;
   private observedKey: string | undefined; // what changed last: holder + renewTime + resourceVersion
   private observedAt = 0;
+  /** When the last successful acquire/renew was *sent* (its renewTime is no earlier), ms. */
+  private renewedAt = -Infinity;
   private readonly leaseDurationMs: number;
   private readonly renewDeadlineMs: number;
   private readonly retryPeriodMs: number;
@@ -83,6 +85,17 @@ export class LeaderElector {
 
   isLeader(): boolean {
     return this.leading;
+  }
+
+  /**
+   * Fencing check for the leader's writes: true only while leading and the last successful renewal was
+   * sent less than renewDeadlineMs ago. A candidate takes over only after seeing the Lease unchanged for
+   * leaseDurationMs (> renewDeadlineMs), so a write made while this holds cannot follow a successor's.
+   * A process paused past its lease (GC, frozen VM, SIGSTOP) resumes with this false, before its renew
+   * loop has noticed anything.
+   */
+  mayWrite(): boolean {
+    return this.leading && this.deps.clock.now() - this.renewedAt < this.renewDeadlineMs;
   }
 
   /** The holder this candidate last observed. */
@@ -177,6 +190,7 @@ export class LeaderElector {
         if (!(err instanceof NotFoundError)) throw err;
         const created = await api.create<Lease>(CoreResources.leases, { metadata: { name, namespace }, spec: this.spec(now, undefined) });
         this.observe(created, callbacks);
+        this.renewedAt = now;
         return true;
       }
       this.observe(lease, callbacks);
@@ -185,6 +199,7 @@ export class LeaderElector {
       if (holder && holder !== identity && this.observedAt + durationMs > now) return false;
       const updated = await api.replace<Lease>(CoreResources.leases, { ...lease, spec: this.spec(now, lease.spec) });
       this.observe(updated, callbacks);
+      this.renewedAt = now;
       return true;
     } catch (err) {
       if (!(err instanceof ConflictError)) this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'lease update failed');

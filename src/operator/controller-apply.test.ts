@@ -5,16 +5,19 @@ import { WriteApplier, replacingMergePatch } from './controller-apply.js';
 import { parseKey } from './controller.js';
 import type { Write } from './plan.js';
 
-type Call = { verb: 'patch' | 'patchStatus'; plural: string; name: string; patch: Patch; namespace?: string };
+type Call = { verb: 'patch' | 'patchStatus' | 'delete'; plural: string; name: string; patch?: Patch; namespace?: string };
 
 /** Records patches and answers with the name it was asked for; any other call is a test failure. */
-function createFakeApi(): { api: Pick<KubeApi, 'patch' | 'patchStatus'>; calls: Call[]; events: unknown[][] } {
+function createFakeApi(): { api: Pick<KubeApi, 'patch' | 'patchStatus' | 'delete'>; calls: Call[]; events: unknown[][] } {
   const calls: Call[] = [];
   const answer = (name: string): KubeObject => ({ metadata: { name, resourceVersion: '99' } });
   const api = {
     patch: async <T extends KubeObject>(res: ResourceRef, name: string, patch: Patch, namespace?: string): Promise<T> => {
       calls.push({ verb: 'patch', plural: res.plural, name, patch, ...(namespace !== undefined ? { namespace } : {}) });
       return answer(name) as T;
+    },
+    delete: async (res: ResourceRef, name: string): Promise<void> => {
+      calls.push({ verb: 'delete', plural: res.plural, name });
     },
     patchStatus: async <T extends KubeObject>(res: ResourceRef, name: string, patch: Patch): Promise<T> => {
       calls.push({ verb: 'patchStatus', plural: res.plural, name, patch });
@@ -43,6 +46,16 @@ describe(WriteApplier.name, () => {
       { verb: 'patch', plural: 'nodes', name: 'n1', body: { metadata: { labels: { 'handoff.dev/passthrough-ready': 'true' } } } },
     ],
     [
+      'ready label with the Node’s resourceVersion as precondition',
+      { kind: 'labelNode', node: 'n1', label: 'handoff.dev/passthrough-ready', value: 'true', resourceVersion: '12' },
+      { verb: 'patch', plural: 'nodes', name: 'n1', body: { metadata: { labels: { 'handoff.dev/passthrough-ready': 'true' }, resourceVersion: '12' } } },
+    ],
+    [
+      'owner reference: the whole list with the resourceVersion',
+      { kind: 'setNodeOwner', node: 'n1', ownerReferences: [{ apiVersion: 'v1', kind: 'Node', name: 'n1', uid: 'u1' }], resourceVersion: '3' },
+      { verb: 'patch', plural: 'nodegpupassthroughs', name: 'n1', body: { metadata: { ownerReferences: [{ apiVersion: 'v1', kind: 'Node', name: 'n1', uid: 'u1' }], resourceVersion: '3' } } },
+    ],
+    [
       'finalizer removal: the whole list with the resourceVersion',
       { kind: 'removeFinalizer', policy: 'p', finalizers: ['other'], resourceVersion: '5' },
       { verb: 'patch', plural: 'gpupassthroughs', name: 'p', body: { metadata: { finalizers: ['other'], resourceVersion: '5' } } },
@@ -64,6 +77,18 @@ describe(WriteApplier.name, () => {
     const { sut, calls } = make();
     await sut.apply({ kind: 'patchPolicyStatus', policy: 'p', status: { nodesMatched: 1 } }, { nodesMatched: 2, failingNodes: [{ node: 'a', reason: 'X' }] });
     expect(calls).toEqual([{ verb: 'patchStatus', plural: 'gpupassthroughs', name: 'p', patch: { type: 'merge', body: { status: { nodesMatched: 1, failingNodes: null } } } }]);
+  });
+
+  it('patches policy status with the policy’s resourceVersion as precondition when the plan names one', async () => {
+    const { sut, calls } = make();
+    await sut.apply({ kind: 'patchPolicyStatus', policy: 'p', status: { nodesMatched: 1 }, resourceVersion: '8' });
+    expect(calls[0]?.patch).toEqual({ type: 'merge', body: { status: { nodesMatched: 1 }, metadata: { resourceVersion: '8' } } });
+  });
+
+  it('deletes an orphaned NodeGpuPassthrough', async () => {
+    const { sut, calls } = make();
+    await sut.apply({ kind: 'deleteOrphan', node: 'ghost', uid: 'u', resourceVersion: '4' });
+    expect(calls).toEqual([{ verb: 'delete', plural: 'nodegpupassthroughs', name: 'ghost' }]);
   });
 
   it('records Events through the recorder with the involved object of the right API version', async () => {

@@ -12,7 +12,9 @@ import type { EventTarget, Write } from './plan.js';
  *  - GpuPassthrough status: merge patch on the status subresource (fields that disappeared are nulled);
  *  - Events: through the aggregating EventRecorder, which never throws.
  * Where the planner passes a resourceVersion it goes into the patch as a precondition, so a stale read
- * yields a 409 (ConflictError), which the work queue treats as "requeue", not as a failure.
+ * yields a 409 (ConflictError), which the work queue treats as "requeue", not as a failure. The planner
+ * passes one for every write of an object it read (issue 17: a leader paused past its lease must not
+ * overwrite what its successor wrote); the controller adds a lease fencing check before every write.
  */
 
 export const GPU_PASSTHROUGH_REF: ResourceRef = {
@@ -38,7 +40,7 @@ export interface WrittenObject {
 }
 
 export interface WriteApplierDeps {
-  api: Pick<KubeApi, 'patch' | 'patchStatus'>;
+  api: Pick<KubeApi, 'patch' | 'patchStatus' | 'delete'>;
   events: Pick<EventRecorder, 'event'>;
 }
 
@@ -82,12 +84,13 @@ export class WriteApplier {
         return { resource: NODE_GPU_PASSTHROUGH_REF, object };
       }
       case 'labelNode': {
-        const body = { metadata: { labels: { [write.label]: write.value } } };
+        const body = { metadata: { labels: { [write.label]: write.value }, ...(write.resourceVersion !== undefined ? { resourceVersion: write.resourceVersion } : {}) } };
         const object = await this.api.patch(CoreResources.nodes, write.node, { type: 'merge', body });
         return { resource: CoreResources.nodes, object };
       }
       case 'patchPolicyStatus': {
-        const body = { status: replacingMergePatch(previousStatus, write.status) };
+        const body: Record<string, unknown> = { status: replacingMergePatch(previousStatus, write.status) };
+        if (write.resourceVersion !== undefined) body['metadata'] = { resourceVersion: write.resourceVersion };
         const object = await this.api.patchStatus(GPU_PASSTHROUGH_REF, write.policy, { type: 'merge', body });
         return { resource: GPU_PASSTHROUGH_REF, object };
       }
@@ -102,6 +105,15 @@ export class WriteApplier {
         const object = await this.api.patch(CoreResources.kubevirts, write.name, { type: 'merge', body: write.change.patch }, write.namespace);
         return { resource: CoreResources.kubevirts, object };
       }
+      case 'setNodeOwner': {
+        const metadata: Record<string, unknown> = { ownerReferences: write.ownerReferences };
+        if (write.resourceVersion !== undefined) metadata['resourceVersion'] = write.resourceVersion;
+        const object = await this.api.patch(NODE_GPU_PASSTHROUGH_REF, write.node, { type: 'merge', body: { metadata } });
+        return { resource: NODE_GPU_PASSTHROUGH_REF, object };
+      }
+      case 'deleteOrphan':
+        await this.api.delete(NODE_GPU_PASSTHROUGH_REF, write.node);
+        return undefined;
       case 'event':
         await this.events.event(involvedObject(write.regarding), write.type, write.reason, write.message);
         return undefined;

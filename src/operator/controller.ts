@@ -12,7 +12,7 @@ import { canonicalJson } from './canonical.js';
 import { GPU_PASSTHROUGH_REF, NODE_GPU_PASSTHROUGH_REF, WriteApplier } from './controller-apply.js';
 import { decideFinalizer } from './finalizer.js';
 import type { ClusterView, Write } from './plan.js';
-import { reconcileKubeVirt, reconcileNode, reconcilePolicy } from './plan.js';
+import { orphanDeadline, reconcileKubeVirt, reconcileNode, reconcilePolicy } from './plan.js';
 import { policyMatchesNode } from './select.js';
 
 /**
@@ -67,6 +67,11 @@ export interface OperatorControllerDeps {
   events: Pick<EventRecorder, 'event'>;
   /** Jitter source for backoffs; tests make it deterministic. */
   random?: () => number;
+  /**
+   * Fencing: whether this replica may still write (its Lease renewal is recent enough that no successor
+   * can have taken over). Checked before every write; absent = always (no leader election).
+   */
+  mayWrite?: () => boolean;
 }
 
 export interface OperatorControllerOptions {
@@ -243,6 +248,8 @@ export class OperatorController {
     if (!q) return;
     for (const p of this.policies.list()) q.add(policyKey(p.metadata.name));
     for (const n of this.nodes.list()) q.add(nodeKey(n.metadata.name));
+    // NodeGpuPassthroughs without a Node too: orphans are reported and cleaned up by their node key.
+    for (const s of this.states.list()) q.add(nodeKey(s.metadata.name));
     q.add(KUBEVIRT_KEY);
   }
 
@@ -475,8 +482,15 @@ export class OperatorController {
       return;
     }
     switch (k.kind) {
-      case 'node':
-        return this.applyAll(reconcileNode(k.name, this.nodeView(k.name)));
+      case 'node': {
+        const view = this.nodeView(k.name);
+        await this.applyAll(reconcileNode(k.name, view));
+        // A NodeGpuPassthrough without its Node: look again when its grace period ends (or the Node appears).
+        const state = view.states.get(k.name);
+        const deadline = state ? orphanDeadline(state, view.nodes[0]) : undefined;
+        if (deadline !== undefined && deadline > this.deps.clock.now()) return { requeueAfterMs: deadline - this.deps.clock.now() + 1_000 };
+        return;
+      }
       case 'kubevirt':
         return this.applyAll(reconcileKubeVirt(this.clusterView()));
       case 'policy':
@@ -525,6 +539,8 @@ export class OperatorController {
   private targetOf(w: Write): { res: ResourceRef; name: string; namespace?: string } | undefined {
     switch (w.kind) {
       case 'patchNodeSpec':
+      case 'setNodeOwner':
+      case 'deleteOrphan':
         return { res: NODE_GPU_PASSTHROUGH_REF, name: w.node };
       case 'labelNode':
         return { res: CoreResources.nodes, name: w.node };
@@ -542,6 +558,12 @@ export class OperatorController {
   private async applyAll(writes: readonly Write[], policy?: GpuPassthrough): Promise<void> {
     let previousStatus = policy?.status;
     for (const w of writes) {
+      if (this.deps.mayWrite && !this.deps.mayWrite()) {
+        // A leader paused past its lease (a long GC, a frozen VM) resumes here before its elector has
+        // noticed: its successor may already be writing. Drop the rest; the successor reconciles it.
+        this.log.warn({ write: w.kind }, 'lease not renewed in time: not writing (fenced)');
+        return;
+      }
       const target = this.targetOf(w);
       const rvBefore = target ? this.cachedFor(target.res, target.name, target.namespace)?.metadata?.resourceVersion : undefined;
       let written;

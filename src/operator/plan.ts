@@ -7,7 +7,7 @@ import type {
   NodeGpuPassthroughSpec,
   NodeLike,
 } from './api.js';
-import { FINALIZER, READY_LABEL } from './api.js';
+import { FINALIZER, READY_LABEL, timeOf } from './api.js';
 import { decideFinalizer } from './finalizer.js';
 import type { KubeVirtChange } from './kubevirt.js';
 import { desiredKubeVirtDevices, planKubeVirt } from './kubevirt.js';
@@ -28,15 +28,19 @@ import { computePolicyStatus, policyStatusEqual } from './status.js';
  */
 
 export interface EventTarget {
-  readonly kind: 'GpuPassthrough' | 'Node';
+  readonly kind: 'GpuPassthrough' | 'Node' | 'NodeGpuPassthrough';
   readonly name: string;
   readonly uid?: string;
 }
 
 export type Write =
   | { readonly kind: 'patchNodeSpec'; readonly node: string; readonly spec: NodeGpuPassthroughSpec; readonly resourceVersion?: string }
-  | { readonly kind: 'labelNode'; readonly node: string; readonly label: string; readonly value: ReadyLabelValue }
-  | { readonly kind: 'patchPolicyStatus'; readonly policy: string; readonly status: GpuPassthroughStatus }
+  | { readonly kind: 'labelNode'; readonly node: string; readonly label: string; readonly value: ReadyLabelValue; readonly resourceVersion?: string }
+  | { readonly kind: 'patchPolicyStatus'; readonly policy: string; readonly status: GpuPassthroughStatus; readonly resourceVersion?: string }
+  /** Makes the Node own its NodeGpuPassthrough (garbage-collected with it); `ownerReferences` is the whole new list. */
+  | { readonly kind: 'setNodeOwner'; readonly node: string; readonly ownerReferences: NonNullable<NodeGpuPassthrough['metadata']['ownerReferences']>; readonly resourceVersion?: string }
+  /** Deletes a NodeGpuPassthrough whose Node does not exist (an orphan), with its uid as precondition. */
+  | { readonly kind: 'deleteOrphan'; readonly node: string; readonly uid?: string; readonly resourceVersion?: string }
   | { readonly kind: 'addFinalizer'; readonly policy: string; readonly finalizers: readonly string[]; readonly resourceVersion?: string }
   | { readonly kind: 'removeFinalizer'; readonly policy: string; readonly finalizers: readonly string[]; readonly resourceVersion?: string }
   | { readonly kind: 'updateKubeVirt'; readonly namespace?: string; readonly name: string; readonly change: KubeVirtChange }
@@ -69,7 +73,33 @@ export const EVENT_REASONS = {
   policyConflict: 'Conflict',
   released: 'Released',
   kubevirtUpdated: 'KubeVirtUpdated',
+  waitingForPod: 'WaitingForPod',
+  orphaned: 'Orphaned',
 } as const;
+
+/**
+ * How long a NodeGpuPassthrough may exist without its Node before it is deleted as an orphan: long enough
+ * for a Node to register after its agent started (or to come back after being recreated), ms.
+ */
+export const ORPHAN_GRACE_MS = 5 * 60_000;
+
+/** When the NodeGpuPassthrough of a missing Node becomes an orphan to delete (ms since epoch), or undefined if it is none. */
+export function orphanDeadline(state: NodeGpuPassthrough, node: NodeLike | undefined): number | undefined {
+  if (node) return undefined;
+  // Owned by a Node: the garbage collector deletes it with that Node (or already is).
+  if ((state.metadata.ownerReferences ?? []).some((r) => r.kind === 'Node')) return undefined;
+  const created = timeOf(state.metadata.creationTimestamp);
+  return (created ?? 0) + ORPHAN_GRACE_MS;
+}
+
+function ownerRefsFor(node: NodeLike, state: NodeGpuPassthrough): NonNullable<NodeGpuPassthrough['metadata']['ownerReferences']> | undefined {
+  const uid = node.metadata.uid;
+  if (uid === undefined) return undefined;
+  const refs = state.metadata.ownerReferences ?? [];
+  if (refs.some((r) => r.kind === 'Node' && r.uid === uid)) return undefined;
+  // A reference to an earlier Node of the same name is stale: replace it.
+  return [...refs.filter((r) => r.kind !== 'Node'), { apiVersion: 'v1', kind: 'Node', name: node.metadata.name, uid }];
+}
 
 function targetOf(kind: EventTarget['kind'], meta: { name: string; uid?: string }): EventTarget {
   return meta.uid !== undefined ? { kind, name: meta.name, uid: meta.uid } : { kind, name: meta.name };
@@ -78,9 +108,33 @@ function targetOf(kind: EventTarget['kind'], meta: { name: string; uid?: string 
 export function reconcileNode(nodeName: string, view: ClusterView): Write[] {
   const node = view.nodes.find((n) => n.metadata.name === nodeName);
   const state = view.states.get(nodeName);
-  // No Node: its NodeGpuPassthrough is garbage-collected. No NodeGpuPassthrough: the agent creates it,
-  // and that creation triggers this reconcile again.
-  if (!node || !state) return [];
+  // No NodeGpuPassthrough: the agent creates it, and that creation triggers this reconcile again.
+  if (!state) return [];
+  const rv = state.metadata.resourceVersion;
+  if (!node) {
+    // Owned by a Node: garbage-collected with it. Not owned (created while the Node was absent, or by an
+    // agent started with a wrong --node-name): reported and deleted once the grace period is over.
+    const deadline = orphanDeadline(state, node);
+    const now = typeof view.now === 'number' ? view.now : view.now.getTime();
+    if (deadline === undefined || now < deadline) return [];
+    const target: EventTarget = { kind: 'NodeGpuPassthrough', name: nodeName, ...(state.metadata.uid !== undefined ? { uid: state.metadata.uid } : {}) };
+    return [
+      {
+        kind: 'event',
+        regarding: target,
+        type: 'Warning',
+        reason: EVENT_REASONS.orphaned,
+        message: `no Node named ${nodeName} exists (an agent started with a wrong --node-name, or a removed node): deleting this NodeGpuPassthrough`,
+      },
+      { kind: 'deleteOrphan', node: nodeName, ...(state.metadata.uid !== undefined ? { uid: state.metadata.uid } : {}), ...(rv !== undefined ? { resourceVersion: rv } : {}) },
+    ];
+  }
+  const owners = ownerRefsFor(node, state);
+  if (owners) {
+    // Alone: the write moves the resourceVersion the other writes' preconditions name; the change event
+    // brings this node back for them.
+    return [{ kind: 'setNodeOwner', node: nodeName, ownerReferences: owners, ...(rv !== undefined ? { resourceVersion: rv } : {}) }];
+  }
   const writes: Write[] = [];
   const merged = mergeNode(view.policies, node, state);
   if (!nodeSpecsEqual(state.spec, merged.spec)) {
@@ -91,7 +145,7 @@ export function reconcileNode(nodeName: string, view: ClusterView): Write[] {
   }
   const label = readyLabelChange(node, state, merged.spec);
   if (label !== null) {
-    writes.push({ kind: 'labelNode', node: nodeName, label: READY_LABEL, value: label });
+    writes.push({ kind: 'labelNode', node: nodeName, label: READY_LABEL, value: label, ...(node.metadata.resourceVersion !== undefined ? { resourceVersion: node.metadata.resourceVersion } : {}) });
     const gpus = merged.spec.gpus;
     const target = targetOf('Node', node.metadata);
     if (label === 'true') {
@@ -205,7 +259,9 @@ export function reconcilePolicy(policyName: string, view: ClusterView, merge?: C
     ...(decision.kind === 'waitForRelease' ? { pendingRelease: decision.pending } : {}),
   });
   if (!policyStatusEqual(policy.status, status)) {
-    writes.push({ kind: 'patchPolicyStatus', policy: policyName, status });
+    // The precondition names the version we read; an addFinalizer just before moves it (and is itself fenced by it).
+    const fenced = rv !== undefined && writes.length === 0;
+    writes.push({ kind: 'patchPolicyStatus', policy: policyName, status, ...(fenced ? { resourceVersion: rv } : {}) });
     writes.push(...statusEvents(policy, status, view));
   }
   return writes;

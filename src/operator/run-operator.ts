@@ -91,11 +91,12 @@ export function startOperator(deps: RunOperatorDeps): OperatorHandle {
     { api, clock, logger },
     { component: OPERATOR_COMPONENT, host: deps.identity, defaultNamespace: deps.eventNamespace ?? 'default' },
   );
+  let elector: LeaderElector | undefined;
   const controller = new OperatorController(
-    { api, kubeConfig: deps.kubeConfig, clock, logger, recorder, events },
+    // Fencing: with leader election, every write first checks that our Lease renewal is recent enough.
+    { api, kubeConfig: deps.kubeConfig, clock, logger, recorder, events, ...(deps.leaderElect ? { mayWrite: () => elector?.mayWrite() ?? false } : {}) },
     { ...deps.controller, resyncMs: deps.resyncMs },
   );
-  let elector: LeaderElector | undefined;
 
   const done = (async (): Promise<void> => {
     if (deps.readText) await checkCrds({ api, readText: deps.readText, logger });
