@@ -66,7 +66,13 @@ export class NodeAgent {
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
     }
-    const node = await this.deps.kube.get<{ metadata?: { uid?: string } }>(CoreResources.nodes, this.deps.nodeName).catch(() => undefined);
+    const node = await this.deps.kube.get<{ metadata?: { uid?: string } }>(CoreResources.nodes, this.deps.nodeName).catch((err: unknown) => {
+      if (err instanceof NotFoundError) {
+        // Without its Node the object has no owner; the operator deletes it as an orphan after a grace period.
+        this.deps.logger.warn({ node: this.deps.nodeName }, 'no Node of this name exists: is --node-name (NODE_NAME) right? The operator deletes an object without a Node after 5 minutes');
+      }
+      return undefined;
+    });
     const obj: NodeGpuPassthrough = {
       apiVersion: API_VERSION,
       kind: NODE_GPU_PASSTHROUGH.kind,
@@ -121,9 +127,9 @@ export class NodeAgent {
     const { engine } = this.deps;
     let snapshot = await engine.discover();
     const records = await engine.records();
-    const inUse = await this.inUse();
+    const { inUse, holders } = await this.inUse();
     const now = new Date(this.deps.clock.now()).toISOString();
-    const actions = planNode({ snapshot, spec: obj.spec, inUse, records, previous: obj.status?.gpus, failures: this.failuresView(), now });
+    const actions = planNode({ snapshot, spec: obj.spec, inUse, holders, records, previous: obj.status?.gpus, failures: this.failuresView(), now });
     const due = (a: PciAddress): boolean => (this.failures.get(a)?.notBefore ?? 0) <= this.deps.clock.now();
     const prepareBoot = actions.prepare.allowBootGpu.filter(due);
     const prepareNormal = actions.prepare.normal.filter(due);
@@ -140,7 +146,7 @@ export class NodeAgent {
       }
       snapshot = await engine.discover();
     }
-    const final = planNode({ snapshot, spec: obj.spec, inUse, records: await engine.records(), previous: obj.status?.gpus, failures: this.failuresView(), now });
+    const final = planNode({ snapshot, spec: obj.spec, inUse, holders, records: await engine.records(), previous: obj.status?.gpus, failures: this.failuresView(), now });
     const status = await this.writeStatus(await this.getObject(), snapshot, final.statuses);
     this.report(snapshot, final.statuses, await engine.records());
     const names = new Map((obj.spec?.gpus ?? []).filter((g) => g.resourceName).map((g) => [g.address, g.resourceName!]));
@@ -193,12 +199,15 @@ export class NodeAgent {
     return new Map([...this.failures].map(([a, f]) => [a, { reason: f.reason, message: f.message }]));
   }
 
-  private async inUse(): Promise<Set<string> | undefined> {
+  private async inUse(): Promise<{ inUse: Set<string> | undefined; holders: Map<string, string> }> {
+    const holders = new Map<string, string>();
     try {
-      return new Set((await this.deps.podResources.list()).map((h) => h.deviceId));
+      const list = await this.deps.podResources.list();
+      for (const h of list) holders.set(h.deviceId, h.namespace ? `${h.namespace}/${h.pod}` : h.pod);
+      return { inUse: new Set(list.map((h) => h.deviceId)), holders };
     } catch (err) {
       this.deps.logger.warn({ err: (err as Error).message }, 'kubelet PodResources unavailable; treating every prepared GPU as in use');
-      return undefined;
+      return { inUse: undefined, holders };
     }
   }
 

@@ -20,6 +20,8 @@ export interface NodePlanInput {
   readonly spec: NodeGpuPassthroughSpec | undefined;
   /** GPUs a running pod holds (kubelet PodResources); `undefined` when kubelet could not be asked. */
   readonly inUse: ReadonlySet<string> | undefined;
+  /** Which pod holds each GPU in `inUse` ("namespace/name"), for the status message. */
+  readonly holders?: ReadonlyMap<string, string>;
   /** Groups vfio-handoff prepared on this node (state-dir records): only those are ever released. */
   readonly records: ReadonlyMap<number, GroupRecord>;
   /** Previous statuses, to keep lastTransitionTime stable when the phase does not change. */
@@ -73,7 +75,8 @@ export function planNode(input: NodePlanInput): NodeActions {
           message = 'kubelet PodResources could not be asked; not releasing a GPU a VM may hold';
         } else if (input.inUse.has(gpu.fn.address)) {
           reason = 'InUse';
-          message = `a pod holds ${gpu.fn.address}; it is released when the pod ends`;
+          const pod = input.holders?.get(gpu.fn.address);
+          message = pod ? `in use by pod ${pod}; released when the pod ends` : `a pod holds ${gpu.fn.address}; it is released when the pod ends`;
         } else {
           release.push(gpu.fn.address);
         }
@@ -85,7 +88,10 @@ export function planNode(input: NodePlanInput): NodeActions {
         phase = 'Host';
       }
     }
-    statuses.push(status(input, gpu.fn.address, phase, reason, message, want?.resourceName, gpu.fn.iommuGroup, gpu.fn.driver, gpu.fn.numaNode));
+    // A GPU on its way back keeps the resource name it had, so the operator can show it under the policy
+    // it is leaving (a node relabelled out of a policy while a pod holds the GPU).
+    const keptName = phase === 'Releasing' ? input.previous?.find((p) => p.address === gpu.fn.address)?.resourceName : undefined;
+    statuses.push(status(input, gpu.fn.address, phase, reason, message, want?.resourceName ?? keptName, gpu.fn.iommuGroup, gpu.fn.driver, gpu.fn.numaNode));
   }
   // Desired GPUs the host does not have.
   for (const want of desired.values()) {

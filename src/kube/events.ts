@@ -70,6 +70,21 @@ function timestamp(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
+/** An Event's metadata.name is a DNS subdomain: at most 253 characters. */
+export const MAX_EVENT_NAME = 253;
+
+/**
+ * `<object name>.<unique suffix>` as client-go names Events, with the object's name cut so the whole
+ * stays within 253 characters (a 253-character policy name made names the API server refuses) and does
+ * not end in '.' or '-' where it was cut.
+ */
+export function eventName(objectName: string, suffix: string): string {
+  const room = MAX_EVENT_NAME - suffix.length - 1;
+  let base = objectName.length > room ? objectName.slice(0, room) : objectName;
+  base = base.replace(/[^a-z0-9]+$/, '');
+  return `${base || 'x'}.${suffix}`;
+}
+
 export class EventRecorder {
   private readonly cache = new Map<string, Entry>();
   private readonly window: number;
@@ -130,7 +145,7 @@ export class EventRecorder {
           e.firstTimestamp = last;
         }
       }
-      const name = `${involved.name}.${(BigInt(e.lastSeen) * 1_000_000n + BigInt(randomBytes(2).readUInt16BE())).toString(16)}`;
+      const name = eventName(involved.name, (BigInt(e.lastSeen) * 1_000_000n + BigInt(randomBytes(2).readUInt16BE())).toString(16));
       const body: CoreEvent = {
         metadata: { name, namespace: e.namespace },
         involvedObject: involved,

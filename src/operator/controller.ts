@@ -92,6 +92,8 @@ export interface OperatorControllerOptions {
   queueBackoff?: BackoffOptions;
   /** A deleting policy waiting for agents is looked at again this often even without events. Default 10 s. */
   releasePollMs?: number;
+  /** How long a NodeGpuPassthrough may exist without its Node before it is deleted as an orphan. Default 5 min. */
+  orphanGraceMs?: number;
 }
 
 /** The queue name, also the `controller` label of the reconcile metrics. */
@@ -118,8 +120,8 @@ export class OperatorController {
   private queue: WorkQueue | undefined;
   private started: AbortController | undefined;
   private readonly log: Logger;
-  private readonly opts: Required<Omit<OperatorControllerOptions, 'informerBackoff' | 'queueBackoff'>> &
-    Pick<OperatorControllerOptions, 'informerBackoff' | 'queueBackoff'>;
+  private readonly opts: Required<Omit<OperatorControllerOptions, 'informerBackoff' | 'queueBackoff' | 'orphanGraceMs'>> &
+    Pick<OperatorControllerOptions, 'informerBackoff' | 'queueBackoff' | 'orphanGraceMs'>;
 
   constructor(
     private readonly deps: OperatorControllerDeps,
@@ -133,6 +135,7 @@ export class OperatorController {
       releasePollMs: options.releasePollMs ?? 10_000,
       ...(options.informerBackoff ? { informerBackoff: options.informerBackoff } : {}),
       ...(options.queueBackoff ? { queueBackoff: options.queueBackoff } : {}),
+      ...(options.orphanGraceMs !== undefined ? { orphanGraceMs: options.orphanGraceMs } : {}),
     };
     this.log = deps.logger.child({ controller: CONTROLLER_NAME });
     this.policies = this.informer(GPU_PASSTHROUGH_REF);
@@ -469,6 +472,7 @@ export class OperatorController {
       nodes: node ? [node] : [],
       states: state ? new Map([[name, state]]) : new Map(),
       now: this.deps.clock.now(),
+      ...(this.opts.orphanGraceMs !== undefined ? { orphanGraceMs: this.opts.orphanGraceMs } : {}),
     };
   }
 
@@ -487,7 +491,7 @@ export class OperatorController {
         await this.applyAll(reconcileNode(k.name, view));
         // A NodeGpuPassthrough without its Node: look again when its grace period ends (or the Node appears).
         const state = view.states.get(k.name);
-        const deadline = state ? orphanDeadline(state, view.nodes[0]) : undefined;
+        const deadline = state ? orphanDeadline(state, view.nodes[0], view.orphanGraceMs) : undefined;
         if (deadline !== undefined && deadline > this.deps.clock.now()) return { requeueAfterMs: deadline - this.deps.clock.now() + 1_000 };
         return;
       }

@@ -21,6 +21,8 @@ export interface PendingRelease {
   /** `InSpec`: the operator has not yet removed the claim; `AgentBehind`: the agent has not yet acted on the new spec. */
   readonly state: GpuPhase | 'InSpec' | 'AgentBehind';
   readonly reason?: string;
+  /** The agent's message for the GPU, e.g. which pod holds it. */
+  readonly message?: string;
 }
 
 export type FinalizerDecision =
@@ -71,8 +73,13 @@ export function pendingReleases(
         // The status predates our spec change: "Ready" there says nothing about the release.
         pending.push({ node: node.metadata.name, address, state: 'AgentBehind' });
       } else if (gs !== undefined && gs.phase !== 'Host') {
-        const p: PendingRelease = { node: node.metadata.name, address, state: gs.phase };
-        pending.push(gs.reason !== undefined ? { ...p, reason: gs.reason } : p);
+        pending.push({
+          node: node.metadata.name,
+          address,
+          state: gs.phase,
+          ...(gs.reason !== undefined ? { reason: gs.reason } : {}),
+          ...(gs.message !== undefined ? { message: gs.message } : {}),
+        });
       }
     }
   }

@@ -150,6 +150,8 @@ export interface ClusterMerge {
   readonly nodes: ReadonlyMap<string, NodeMerge>;
   readonly claimsByPolicy: ReadonlyMap<string, readonly Claim[]>;
   readonly conflictsByPolicy: ReadonlyMap<string, readonly Conflict[]>;
+  /** Boot GPUs a policy selected but may not take (no allowBootGpu), by policy. */
+  readonly skippedBootGpusByPolicy?: ReadonlyMap<string, readonly SkippedBootGpu[]>;
 }
 
 /** `mergeNode` over every node, indexed by policy for the status computation. */
@@ -161,13 +163,15 @@ export function mergeCluster(
   const out = new Map<string, NodeMerge>();
   const claimsByPolicy = new Map<string, Claim[]>();
   const conflictsByPolicy = new Map<string, Conflict[]>();
+  const skippedBootGpusByPolicy = new Map<string, SkippedBootGpu[]>();
   for (const node of nodes) {
     const m = mergeNode(policies, node, states.get(node.metadata.name));
     out.set(m.node, m);
     for (const c of m.claims) pushTo(claimsByPolicy, c.policy, c);
     for (const c of m.conflicts) pushTo(conflictsByPolicy, c.policy, c);
+    for (const c of m.skippedBootGpus) pushTo(skippedBootGpusByPolicy, c.policy, c);
   }
-  return { nodes: out, claimsByPolicy, conflictsByPolicy };
+  return { nodes: out, claimsByPolicy, conflictsByPolicy, skippedBootGpusByPolicy };
 }
 
 function pushTo<T>(map: Map<string, T[]>, key: string, value: T): void {

@@ -60,6 +60,8 @@ export interface ClusterView {
   /** undefined: the KubeVirt CRD is not installed; null: installed but there is no KubeVirt CR. */
   readonly kubevirt?: KubeVirtCr | null;
   readonly now: Date | number;
+  /** Grace period of a NodeGpuPassthrough without its Node, ms. Default ORPHAN_GRACE_MS. */
+  readonly orphanGraceMs?: number;
 }
 
 /** Reasons of the events this module emits (stable; tests and runbooks match on them). */
@@ -84,12 +86,12 @@ export const EVENT_REASONS = {
 export const ORPHAN_GRACE_MS = 5 * 60_000;
 
 /** When the NodeGpuPassthrough of a missing Node becomes an orphan to delete (ms since epoch), or undefined if it is none. */
-export function orphanDeadline(state: NodeGpuPassthrough, node: NodeLike | undefined): number | undefined {
+export function orphanDeadline(state: NodeGpuPassthrough, node: NodeLike | undefined, graceMs = ORPHAN_GRACE_MS): number | undefined {
   if (node) return undefined;
   // Owned by a Node: the garbage collector deletes it with that Node (or already is).
   if ((state.metadata.ownerReferences ?? []).some((r) => r.kind === 'Node')) return undefined;
   const created = timeOf(state.metadata.creationTimestamp);
-  return (created ?? 0) + ORPHAN_GRACE_MS;
+  return (created ?? 0) + graceMs;
 }
 
 function ownerRefsFor(node: NodeLike, state: NodeGpuPassthrough): NonNullable<NodeGpuPassthrough['metadata']['ownerReferences']> | undefined {
@@ -114,7 +116,7 @@ export function reconcileNode(nodeName: string, view: ClusterView): Write[] {
   if (!node) {
     // Owned by a Node: garbage-collected with it. Not owned (created while the Node was absent, or by an
     // agent started with a wrong --node-name): reported and deleted once the grace period is over.
-    const deadline = orphanDeadline(state, node);
+    const deadline = orphanDeadline(state, node, view.orphanGraceMs);
     const now = typeof view.now === 'number' ? view.now : view.now.getTime();
     if (deadline === undefined || now < deadline) return [];
     const target: EventTarget = { kind: 'NodeGpuPassthrough', name: nodeName, ...(state.metadata.uid !== undefined ? { uid: state.metadata.uid } : {}) };
@@ -186,17 +188,26 @@ function statusEvents(policy: GpuPassthrough, next: GpuPassthroughStatus, view: 
   if (degraded) out.push({ kind: 'event', regarding: target, type: 'Warning', reason: EVENT_REASONS.policyDegraded, message: degraded.message });
   const conflict = flippedTo(prev?.conditions, next.conditions, 'Conflict', 'True');
   if (conflict) out.push({ kind: 'event', regarding: target, type: 'Warning', reason: EVENT_REASONS.policyConflict, message: conflict.message });
+  // A release that waits for a pod says which pod, once per change of what it waits for.
+  const progressing = next.conditions?.find((c) => c.type === 'Progressing');
+  const prevProgressing = prev?.conditions?.find((c) => c.type === 'Progressing');
+  if (progressing?.status === 'True' && progressing.reason === 'Releasing' && /in use by pod|a pod holds/.test(progressing.message) && prevProgressing?.message !== progressing.message) {
+    out.push({ kind: 'event', regarding: target, type: 'Normal', reason: EVENT_REASONS.waitingForPod, message: progressing.message });
+  }
   // Node events only for nodes that newly fail, so a persistent failure is reported once, not per resync.
   const before = new Set((prev?.failingNodes ?? []).map((f) => `${f.node}|${f.reason}`));
   for (const f of next.failingNodes ?? []) {
     if (before.has(`${f.node}|${f.reason}`)) continue;
     const node = view.nodes.find((n) => n.metadata.name === f.node);
+    // A node without an agent is one fact about the node, however many policies match it: the same
+    // message from every policy aggregates into one Event (with a count) instead of one per policy.
+    const message = f.reason === 'AgentNotReporting' ? `no agent report from this node: ${f.message ?? 'no NodeGpuPassthrough status'}` : `${policy.metadata.name}: ${f.reason}${f.message ? `: ${f.message}` : ''}`;
     out.push({
       kind: 'event',
       regarding: targetOf('Node', node?.metadata ?? { name: f.node }),
       type: 'Warning',
       reason: EVENT_REASONS.nodeFailing,
-      message: `${policy.metadata.name}: ${f.reason}${f.message ? `: ${f.message}` : ''}`,
+      message,
     });
   }
   return out;

@@ -37,7 +37,23 @@ export const REASONS = {
   conflict: 'GpuClaimedByOtherPolicy',
   noConflict: 'NoConflict',
   gpuFailed: 'GpuFailed',
+  bootGpuNotAllowed: 'BootGpuNotAllowed',
+  inUse: 'InUse',
 } as const;
+
+/** "n1/0000:18:00.0 Releasing (in use by pod vms/virt-launcher-vm1)" for one pending GPU. */
+export function describePending(p: PendingRelease): string {
+  const why = p.reason === REASONS.inUse && p.message ? p.message : p.reason;
+  return `${p.node}/${p.address} ${p.state}${why ? ` (${why})` : ''}`;
+}
+
+/** GPUs that left a policy (its selector or a node's labels changed) and are still held on vfio-pci. */
+export interface LeavingGpu {
+  readonly node: string;
+  readonly address: string;
+  readonly reason?: string;
+  readonly message?: string;
+}
 
 const MAX_MESSAGE_ITEMS = 5;
 
@@ -60,6 +76,7 @@ interface Counts {
   agentsMissing: number;
   failing: FailingNode[];
   resources: Set<string>;
+  leaving: LeavingGpu[];
 }
 
 function countFor(input: PolicyStatusInput): Counts {
@@ -80,6 +97,7 @@ function countFor(input: PolicyStatusInput): Counts {
     agentsMissing: 0,
     failing: [],
     resources: new Set(),
+    leaving: [],
   };
   const spec = resolvePolicySpec(input.policy.spec);
   if (spec.resourceName !== '' && claims.length > 0) counts.resources.add(spec.resourceName);
@@ -88,6 +106,17 @@ function countFor(input: PolicyStatusInput): Counts {
     const nodeName = node.metadata.name;
     const matched = input.merge.nodes.get(nodeName)?.matchedPolicies.includes(name) ?? false;
     const mine = claimsByNode.get(nodeName) ?? [];
+    // GPUs that left this policy (a node relabelled out of it, a narrower selector) but are still held:
+    // the agent keeps the resource name on a Releasing GPU, which ties it to this policy.
+    if (spec.resourceName !== '') {
+      const st = input.states.get(nodeName);
+      const claimedHere = new Set((st?.spec?.gpus ?? []).map((g) => g.address));
+      for (const g of st?.status?.gpus ?? []) {
+        if (g.phase === 'Releasing' && g.resourceName === spec.resourceName && !claimedHere.has(g.address)) {
+          counts.leaving.push({ node: nodeName, address: g.address, ...(g.reason !== undefined ? { reason: g.reason } : {}), ...(g.message !== undefined ? { message: g.message } : {}) });
+        }
+      }
+    }
     if (!matched && mine.length === 0) continue;
     counts.nodesMatched++;
     const state = input.states.get(nodeName);
@@ -152,16 +181,20 @@ function drafts(input: PolicyStatusInput, c: Counts): ConditionDraft[] {
             type: 'Progressing',
             status: 'True',
             reason: REASONS.releasing,
-            message: `${pending.length} GPU(s) not back on the host: ${summarise(pending.map((p) => `${p.node}/${p.address} ${p.state}`))}`,
+            message: `${pending.length} GPU(s) not back on the host: ${summarise(pending.map(describePending))}`,
           }
         : { type: 'Progressing', status: 'False', reason: REASONS.released, message: 'every GPU is back on the host' },
     );
   } else {
+    const skippedBoot = input.merge.skippedBootGpusByPolicy?.get(name) ?? [];
     if (c.gpusDesired === 0) {
       const why = [`${c.nodesMatched} node(s) matched`];
       if (c.agentsMissing > 0) why.push(`${c.agentsMissing} without an agent report`);
       if (conflicts.length > 0) why.push(`${conflicts.length} GPU(s) held by other policies`);
-      out.push({ type: 'Ready', status: 'False', reason: REASONS.noGpusSelected, message: `no GPU claimed: ${why.join(', ')}` });
+      if (skippedBoot.length > 0) why.push(`${skippedBoot.length} boot GPU(s) skipped: ${bootGpuHint(skippedBoot, input.merge)}`);
+      // The most telling reason: a boot GPU this policy may not take says more than "nothing selected".
+      const reason = skippedBoot.length > 0 && conflicts.length === 0 && c.agentsMissing === 0 ? REASONS.bootGpuNotAllowed : REASONS.noGpusSelected;
+      out.push({ type: 'Ready', status: 'False', reason, message: `no GPU claimed: ${why.join(', ')}` });
     } else if (c.gpusReady === c.gpusDesired && c.agentsMissing === 0) {
       out.push({
         type: 'Ready',
@@ -171,12 +204,29 @@ function drafts(input: PolicyStatusInput, c: Counts): ConditionDraft[] {
       });
     } else {
       const reason = c.gpusFailed > 0 ? REASONS.gpusFailed : c.agentsMissing > 0 && pendingGpus === 0 ? REASONS.agentNotReporting : REASONS.preparing;
-      out.push({ type: 'Ready', status: 'False', reason, message: `${c.gpusReady} of ${c.gpusDesired} GPU(s) Ready` });
+      // The message says why it is not Ready, never only a count that reads like success.
+      const parts = [`${c.gpusReady} of ${c.gpusDesired} GPU(s) Ready`];
+      if (c.agentsMissing > 0) {
+        const missing = c.failing.filter((f) => f.reason === REASONS.agentNotReporting).map((f) => f.node);
+        parts.push(`${c.agentsMissing} matched node(s) without an agent report: ${summarise(missing)}`);
+      }
+      if (c.gpusFailed > 0) parts.push(`${c.gpusFailed} Failed`);
+      if (pendingGpus > 0) parts.push(`${pendingGpus} on their way to vfio-pci`);
+      out.push({ type: 'Ready', status: 'False', reason, message: parts.join('; ') });
     }
     if (spec.paused) {
       out.push({ type: 'Progressing', status: 'False', reason: REASONS.paused, message: 'the policy is paused: no changes are made' });
     } else if (pendingGpus > 0) {
       out.push({ type: 'Progressing', status: 'True', reason: REASONS.preparing, message: `${pendingGpus} GPU(s) on their way to vfio-pci` });
+    } else if (c.leaving.length > 0) {
+      out.push({
+        type: 'Progressing',
+        status: 'True',
+        reason: REASONS.releasing,
+        message: `${c.leaving.length} GPU(s) no longer selected by this policy still on vfio-pci: ${summarise(
+          c.leaving.map((g) => describePending({ node: g.node, address: g.address, state: 'Releasing', ...(g.reason !== undefined ? { reason: g.reason } : {}), ...(g.message !== undefined ? { message: g.message } : {}) })),
+        )}`,
+      });
     } else {
       out.push({ type: 'Progressing', status: 'False', reason: REASONS.converged, message: 'no GPU is moving' });
     }
@@ -201,6 +251,16 @@ function drafts(input: PolicyStatusInput, c: Counts): ConditionDraft[] {
       : { type: 'Conflict', status: 'False', reason: REASONS.noConflict, message: 'no GPU selected by this policy is held by another' },
   );
   return out;
+}
+
+/** "n1/0000:03:00.0 is a boot GPU and spec.allowBootGpu is false here (held by policy console-gpus)". */
+function bootGpuHint(skipped: readonly { node: string; address: string }[], merge: ClusterMerge): string {
+  return summarise(
+    skipped.map((s) => {
+      const holder = merge.nodes.get(s.node)?.claims.find((c) => c.address === s.address)?.policy;
+      return `${s.node}/${s.address} is a boot GPU and this policy does not set allowBootGpu${holder ? ` (policy ${holder} holds it)` : ''}`;
+    }),
+  );
 }
 
 function isoOf(now: Date | number): string {
