@@ -131,9 +131,10 @@ export async function runOperatorBench(opts: OperatorBenchOptions = {}): Promise
   const names = Array.from({ length: nodes }, (_, i) => `node-${String(i).padStart(4, '0')}`);
   const inventory = inventoryOf(gpus);
   for (const name of names) {
-    server.seed('', 'v1', 'nodes', { metadata: { name, labels: { 'example.com/gpu': 'h100' } } });
+    const node = server.seed('', 'v1', 'nodes', { metadata: { name, labels: { 'example.com/gpu': 'h100' } } });
     server.seed('handoff.dev', 'v1alpha1', 'nodegpupassthroughs', {
-      metadata: { name },
+      // Owned by its Node, as the agent creates it when the Node exists.
+      metadata: { name, ownerReferences: [{ apiVersion: 'v1', kind: 'Node', name, uid: node.metadata.uid }] },
       spec: { gpus: [], paused: false },
       status: { observedGeneration: 1, inventory, gpus: [] },
     });
