@@ -117,4 +117,20 @@ describe(LeaderElector.name, () => {
     expect(Date.now() - stoppedAt).toBeLessThan(800);
     await b.stop();
   });
+
+  it('mayWrite fences a leader paused past its renew deadline before its own loop notices (issue 17)', async () => {
+    const sut = new LeaderElector({ api, clock: realClock, logger: silentLogger }, { namespace: 'ops', name: 'l', identity: 'a', ...timing });
+    const stop = new AbortController();
+    const running = sut.run({ onStartedLeading: () => undefined, onStoppedLeading: () => undefined }, stop.signal);
+    await eventually(() => expect(sut.mayWrite()).toBe(true));
+    // A pause (GC, frozen VM, SIGSTOP): the event loop does not run for longer than the renew deadline.
+    const until = Date.now() + timing.leaseDurationMs + 100;
+    while (Date.now() < until);
+    // Resumed: still "leader" as far as the renew loop knows, but no write may go out.
+    expect(sut.isLeader()).toBe(true);
+    expect(sut.mayWrite()).toBe(false);
+    stop.abort();
+    await running;
+    expect(sut.mayWrite()).toBe(false);
+  });
 });
