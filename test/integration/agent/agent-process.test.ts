@@ -84,6 +84,10 @@ describe('vfio-handoff agent (real process, simulated host, fake cluster and kub
     api.seed('handoff.dev', 'v1alpha1', 'nodegpupassthroughs', { ...(obj as unknown as Record<string, unknown>), spec: { gpus: [] } });
     await until('Releasing/InUse', () => phaseOf('0000:18:00.0')?.reason === 'InUse');
     expect(phaseOf('0000:18:00.0')?.phase).toBe('Releasing');
+    // The status names the pod (issue 17) and keeps the resource name, so the operator can show the GPU
+    // under the policy it is leaving.
+    expect(phaseOf('0000:18:00.0')?.message).toBe('in use by pod vms/virt-launcher-vm1; released when the pod ends');
+    expect(phaseOf('0000:18:00.0')?.resourceName).toBe('example.com/h100');
   });
 
   it('stops cleanly on SIGTERM without releasing anything', async () => {
