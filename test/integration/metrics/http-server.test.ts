@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../../src/core/errors.js';
@@ -103,7 +104,7 @@ describe(MetricsServer.name, () => {
 
 describe('MetricsServer under a connection flood (issue 17, item 5)', () => {
   let server: MetricsServer | undefined;
-  const sockets: import('node:net').Socket[] = [];
+  const sockets: Socket[] = [];
   afterEach(async () => {
     for (const s of sockets.splice(0)) s.destroy();
     await server?.stop();
@@ -111,10 +112,9 @@ describe('MetricsServer under a connection flood (issue 17, item 5)', () => {
   });
 
   /** Opens `n` idle TCP connections from `localAddress` (another loopback address: another pod). */
-  async function flood(port: number, n: number, localAddress: string): Promise<import('node:net').Socket[]> {
-    const { connect } = await import('node:net');
+  async function flood(port: number, n: number, localAddress: string): Promise<Socket[]> {
     const opened = await Promise.all(
-      Array.from({ length: n }, () => new Promise<import('node:net').Socket>((resolve) => {
+      Array.from({ length: n }, () => new Promise<Socket>((resolve) => {
         const s = connect({ host: '127.0.0.1', port, localAddress });
         s.on('error', () => undefined);
         s.resume(); // read, so a close by the server is seen
@@ -126,7 +126,7 @@ describe('MetricsServer under a connection flood (issue 17, item 5)', () => {
     return opened;
   }
 
-  async function stillOpen(socks: import('node:net').Socket[]): Promise<number> {
+  async function stillOpen(socks: Socket[]): Promise<number> {
     await new Promise((r) => setTimeout(r, 200)); // let the server's closes arrive
     return socks.filter((s) => !s.destroyed && !s.readableEnded && s.readyState === 'open').length;
   }
