@@ -42,7 +42,7 @@ describe(`${OperatorController.name}: owners, orphans and fencing`, () => {
     start();
     await new Promise((r) => setTimeout(r, 200));
     expect(c.state('late')?.metadata.ownerReferences).toBeUndefined();
-    const node = await c.api.create(CoreResources.nodes, { metadata: { name: 'late' } });
+    const node = await c.api.create<KubeObject>(CoreResources.nodes, { metadata: { name: 'late' } });
     await eventually(() => expect(c.state('late')?.metadata.ownerReferences).toEqual([{ apiVersion: 'v1', kind: 'Node', name: 'late', uid: node.metadata?.uid }]));
   });
 

@@ -65,7 +65,7 @@ describe(`${OperatorController.name}: reading its own writes`, () => {
 
   it('never lets its own write hide a newer object that reached the cache first', async () => {
     // A node without a simulated agent: the test plays the agent, at the worst moment.
-    const nodeX = await c.api.create(CoreResources.nodes, { metadata: { name: 'node-x' } });
+    const nodeX = await c.api.create<KubeObject>(CoreResources.nodes, { metadata: { name: 'node-x' } });
     const owner = { apiVersion: 'v1', kind: 'Node', name: 'node-x', uid: nodeX.metadata?.uid ?? '' };
     await c.api.create(NODE_GPU_PASSTHROUGH_REF, { metadata: { name: 'node-x', ownerReferences: [owner] }, spec: { gpus: [] } } as KubeObject);
     await c.api.patchStatus(NODE_GPU_PASSTHROUGH_REF, 'node-x', { type: 'merge', body: { status: { observedGeneration: 1, inventory: inventory(1) } } });
