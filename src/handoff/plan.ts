@@ -1,6 +1,6 @@
 import type { PciAddress } from '../core/pci-address.js';
 import type { Framebuffer, Gpu, HostSnapshot } from '../host/model.js';
-import { endpoints, VFIO_DRIVER } from './group.js';
+import { cardMembers, endpoints, VFIO_DRIVER } from './group.js';
 import type { Step } from './steps.js';
 import type { Assessment } from './verdict.js';
 
@@ -51,6 +51,9 @@ export function planPrepare(snapshot: HostSnapshot, assessments: readonly Assess
   for (const [group, list] of byGroup(assessments)) {
     const first = list[0]!;
     const eps = endpoints(first.members);
+    // Only the GPUs' own card functions are ever written; a foreign member (allowed only when already
+    // on vfio-pci) is verified but never touched.
+    const own = cardMembers(first.members);
     const gpus = list.map((a) => a.gpu);
     const owned = ownedFramebuffers(snapshot, gpus);
     const fbconsoles = owned.length > 0 ? snapshot.vtconsoles.filter((v) => v.kind === 'fbcon' && v.bound).map((v) => v.name) : [];
@@ -58,7 +61,7 @@ export function planPrepare(snapshot: HostSnapshot, assessments: readonly Assess
     for (const vt of fbconsoles) steps.push({ kind: 'unbind-vtconsole', vtconsole: vt });
     for (const fb of owned) steps.push({ kind: 'unbind-framebuffer', device: fb.device, driver: fb.driver! });
     let changes = steps.length > 0;
-    for (const m of eps) {
+    for (const m of own) {
       const fn = m.fn;
       if (fn.driver === VFIO_DRIVER) continue;
       changes = true;
@@ -77,7 +80,7 @@ export function planPrepare(snapshot: HostSnapshot, assessments: readonly Assess
       record: {
         group,
         gpus: gpus.map((g) => g.fn.address),
-        originalDrivers: Object.fromEntries(eps.map((m) => [m.fn.address, m.fn.driver ?? null])),
+        originalDrivers: Object.fromEntries(own.map((m) => [m.fn.address, m.fn.driver ?? null])),
         framebuffers: owned.map((fb) => ({ device: fb.device, driver: fb.driver! })),
         vtconsoles: fbconsoles,
       },
