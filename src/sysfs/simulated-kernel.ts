@@ -224,6 +224,8 @@ export class SimulatedKernel implements HostPort {
   private readonly iommu: boolean;
   private readonly iommufd: boolean;
   private readonly availableModules: string[];
+  private readonly iommuDevices: string[];
+  private readonly cpu: HostProfile['cpu'];
   private readonly drivers = new Set<string>();
   private readonly platformDrivers = new Set<string>(PLATFORM_FB_DRIVERS);
   private readonly devices = new Map<PciAddress, Dev>();
@@ -247,6 +249,8 @@ export class SimulatedKernel implements HostPort {
     this.iommu = profile.iommu ?? true;
     this.iommufd = profile.iommufd ?? false;
     this.availableModules = [...(profile.availableModules ?? [])];
+    this.iommuDevices = [...(profile.iommuDevices ?? [])];
+    this.cpu = profile.cpu;
     for (const d of profile.loadedDrivers) this.drivers.add(d);
     for (const pd of profile.devices) this.insertDevice(pd);
     for (const f of profile.framebuffers ?? []) {
@@ -861,6 +865,11 @@ export class SimulatedKernel implements HostPort {
     t.mkdir(P.PCI_DRIVERS);
     t.file(P.PCI_DRIVERS_PROBE, '');
     t.mkdir(P.IOMMU_GROUPS);
+    t.mkdir(P.IOMMU_CLASS);
+    for (const u of this.iommu ? this.iommuDevices : []) {
+      t.file(`sys/devices/virtual/iommu/${u}/uevent`, '');
+      t.linkTo(`${P.IOMMU_CLASS}/${u}`, `sys/devices/virtual/iommu/${u}`);
+    }
     t.mkdir(P.PLATFORM_DEVICES);
     t.mkdir(P.PLATFORM_DRIVERS);
     t.mkdir(P.VTCONSOLES);
@@ -888,7 +897,8 @@ export class SimulatedKernel implements HostPort {
       if (isVga(d)) t.file(`${dir}/boot_vga`, d.bootVga ? '1\n' : '0\n');
       if (d.bootDisplay) t.file(`${dir}/boot_display`, '1\n');
       if (d.resetMethods.length > 0) {
-        t.file(`${dir}/reset_method`, `${d.resetMethods.join(' ')}\n`);
+        // reset_method appeared in 5.15 (kernel.md §1.2); `reset` is older.
+        if (atLeast(this.version, 5, 15)) t.file(`${dir}/reset_method`, `${d.resetMethods.join(' ')}\n`);
         t.file(`${dir}/reset`, '');
       }
       if (d.sriov) {
@@ -954,6 +964,10 @@ export class SimulatedKernel implements HostPort {
     if (this.iommufd) t.file(P.DEV_IOMMU, '');
     t.file(P.PROC_IOMEM, this.renderIomem());
     t.file(P.OSRELEASE, `${this.release}\n`);
+    if (this.cpu) {
+      const head = this.cpu === 'arm64' ? 'processor\t: 0\nBogoMIPS\t: 2000.00\nCPU implementer\t: 0x41\nCPU architecture: 8\n' : `processor\t: 0\nvendor_id\t: ${this.cpu === 'intel' ? 'GenuineIntel' : 'AuthenticAMD'}\ncpu family\t: 25\n`;
+      t.file(P.PROC_CPUINFO, head);
+    }
     t.file(
       P.modulesDep(this.release),
       this.availableModules.map((m) => `${m === VFIO_PCI || normaliseModule(m) === 'vfio_pci' ? 'kernel/drivers/vfio/pci' : 'kernel/drivers/misc'}/${m}.ko:\n`).join(''),

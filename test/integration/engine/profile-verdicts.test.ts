@@ -56,6 +56,8 @@ const EXPECTED: Record<string, Row[]> = {
     ['0000:04:00.0', 'blocked', ['FOREIGN_DEVICE', 'FOREIGN_DEVICE', 'FOREIGN_DEVICE', 'FOREIGN_DEVICE', 'FOREIGN_DEVICE', 'BOOT_GPU_NOT_PERMITTED'], 'bridge bridge gpu companion foreign foreign foreign foreign foreign'],
   ],
   't400-bound-by-other-tool': [['0000:86:00.0', 'preparable', [], 'gpu companion']],
+  'grace-domain-0009-no-group': [['0009:01:00.0', 'blocked', ['NO_IOMMU_GROUP']]],
+  'rpi5-no-iommu': [['0001:01:00.0', 'blocked', ['IOMMU_OFF']]],
   'qemu-vga-hda': [
     ['0000:00:02.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED'], 'gpu companion'],
     ['0000:00:03.0', 'preparable', [], 'gpu'],
