@@ -98,8 +98,10 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
   );
   const functions = detailed.map((d) => d.fn).sort((a, b) => comparePciAddress(a.address, b.address));
 
-  // SR-IOV virtual functions carry the GPU class too, but are part of their PF, not GPUs to hand off.
-  const isGpu = (fn: PciFunction): boolean => candidates.has(fn.address) && fn.physfn === undefined;
+  // SR-IOV virtual functions carry the GPU class too; each is handed off on its own (own IOMMU group,
+  // `physfn` link to its PF) — that is what SR-IOV users pass through — so they are GPUs here too, and
+  // never companions of their PF (findCompanions skips functions with a physfn).
+  const isGpu = (fn: PciFunction): boolean => candidates.has(fn.address);
   const gpuFns = functions.filter(isGpu);
 
   const addressesWithClaims = iomemHasAddresses(iomem);

@@ -152,6 +152,9 @@ const VFIO_PCI = 'vfio-pci';
 const PCI_STUB = 'pci-stub';
 /** Drivers that leave the IOMMU group to user space (driver_managed_dma, or the pre-5.19 allow-list). */
 const USER_DMA_DRIVERS = new Set([VFIO_PCI, PCI_STUB]);
+/** vfio-pci variant drivers register under their module name, e.g. `nvgrace_gpu_vfio_pci` (kernel.md §5). */
+const isVfioVariant = (drv: string | undefined): boolean => drv !== undefined && /_vfio_pci$/.test(drv);
+const isUserDma = (drv: string | undefined): boolean => drv !== undefined && (USER_DMA_DRIVERS.has(drv) || isVfioVariant(drv));
 const PLATFORM_FB_DRIVERS = ['efi-framebuffer', 'simple-framebuffer', 'vesa-framebuffer'];
 const DEFAULT_CLAIMS: Record<string, string> = {
   'efi-framebuffer': 'efifb',
@@ -769,7 +772,7 @@ export class SimulatedKernel implements HostPort {
     }
     this.setDriver(d, drv);
     if (drv === VFIO_PCI && isVga(d) && atLeast(this.version, 6, 0)) this.apertureRemoveConflicting(d);
-    if (!USER_DMA_DRIVERS.has(drv) && isDisplayWithOutputs(d)) this.apertureRemoveConflicting(d);
+    if (!isUserDma(drv) && isDisplayWithOutputs(d)) this.apertureRemoveConflicting(d);
     return undefined;
   }
 
@@ -798,7 +801,7 @@ export class SimulatedKernel implements HostPort {
   private hasFramebuffer(): boolean {
     for (const f of this.fbs.values()) if (f.driver !== undefined) return true;
     for (const d of this.devices.values()) {
-      if (d.driver !== undefined && !USER_DMA_DRIVERS.has(d.driver) && isDisplayWithOutputs(d)) return true;
+      if (d.driver !== undefined && !isUserDma(d.driver) && isDisplayWithOutputs(d)) return true;
     }
     return false;
   }
@@ -831,7 +834,7 @@ export class SimulatedKernel implements HostPort {
     for (const [n, members] of groups) {
       // The real kernel creates the node as soon as one member binds to vfio-pci, viable or not
       // (seen on 6.1 and 6.12 in the kernel e2e tests); viability is only checked when a VMM opens it.
-      if (members.some((m) => m.driver === VFIO_PCI)) out.push(n);
+      if (members.some((m) => m.driver === VFIO_PCI || isVfioVariant(m.driver))) out.push(n);
     }
     return out.sort((a, b) => a - b);
   }
@@ -892,7 +895,7 @@ export class SimulatedKernel implements HostPort {
       t.file(`${dir}/numa_node`, `${d.numaNode}\n`);
       t.file(`${dir}/driver_override`, `${d.override ?? '(null)'}\n`);
       // pci_enable_device() is called by native drivers' probe; vfio-pci enables only when a VMM opens it.
-      t.file(`${dir}/enable`, d.driver !== undefined && !USER_DMA_DRIVERS.has(d.driver) ? '1\n' : '0\n');
+      t.file(`${dir}/enable`, d.driver !== undefined && !isUserDma(d.driver) ? '1\n' : '0\n');
       t.file(`${dir}/resource`, this.renderResource(d));
       if (isVga(d)) t.file(`${dir}/boot_vga`, d.bootVga ? '1\n' : '0\n');
       if (d.bootDisplay) t.file(`${dir}/boot_display`, '1\n');
@@ -957,7 +960,7 @@ export class SimulatedKernel implements HostPort {
       t.file(`${dir}/name`, `${vt.description}\n`);
       t.linkTo(P.vtconsole(vt.name), dir);
     }
-    if (this.drivers.has(VFIO_PCI)) {
+    if (this.drivers.has(VFIO_PCI) || [...this.drivers].some(isVfioVariant)) {
       t.file(P.VFIO_CONTAINER, '');
       for (const g of vfioGroups) t.file(P.vfioGroupNode(g), '');
     }
