@@ -73,6 +73,8 @@ export function describeClass(classCode: number): string {
     0x0302: '3D controller',
     0x0380: 'display controller',
     0x0403: 'audio device',
+    0x0480: 'multimedia controller',
+    0x1080: 'encryption controller',
     0x0c03: 'USB controller',
     0x0c80: 'serial bus controller',
     0x0200: 'Ethernet controller',
