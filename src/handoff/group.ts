@@ -1,9 +1,11 @@
 import type { PciAddress } from '../core/pci-address.js';
 import type { Gpu, HostSnapshot, PciFunction } from '../host/model.js';
 
-/** Drivers that leave an IOMMU group viable for VFIO (they never use the kernel DMA API on the device). */
-export const VFIO_DRIVER = 'vfio-pci';
-const VIABLE_ENDPOINT_DRIVERS = new Set([VFIO_DRIVER, 'pci-stub']);
+import { functionMap } from '../host/lookup.js';
+import { isUserDmaDriver, VFIO_PCI_DRIVER } from '../host/vendor.js';
+
+/** The driver prepare binds (vendor.ts knows the variant drivers that count as VFIO too). */
+export const VFIO_DRIVER = VFIO_PCI_DRIVER;
 
 export type MemberRole = 'gpu' | 'companion' | 'bridge' | 'foreign';
 
@@ -48,19 +50,19 @@ export function endpoints(members: readonly GroupMember[]): readonly GroupMember
   return members.filter((m) => m.role !== 'bridge');
 }
 
-/** The kernel's viability rule: every non-bridge member unbound or on a driver-managed-DMA stub driver. */
-export function isGroupViable(members: readonly GroupMember[]): boolean {
-  return endpoints(members).every((m) => m.fn.driver === undefined || VIABLE_ENDPOINT_DRIVERS.has(m.fn.driver));
+/** The GPUs' own card functions in a group (roles gpu and companion): the only functions prepare and release write. */
+export function cardMembers(members: readonly GroupMember[]): readonly GroupMember[] {
+  return members.filter((m) => m.role === 'gpu' || m.role === 'companion');
 }
 
-const indexCache = new WeakMap<HostSnapshot, Map<PciAddress, PciFunction>>();
-export function functionIndex(snapshot: HostSnapshot): Map<PciAddress, PciFunction> {
-  let idx = indexCache.get(snapshot);
-  if (!idx) {
-    idx = new Map(snapshot.functions.map((f) => [f.address, f]));
-    indexCache.set(snapshot, idx);
-  }
-  return idx;
+/** The kernel's viability rule: every non-bridge member unbound or on a driver-managed-DMA driver (vendor.ts). */
+export function isGroupViable(members: readonly GroupMember[]): boolean {
+  return endpoints(members).every((m) => m.fn.driver === undefined || isUserDmaDriver(m.fn.driver));
+}
+
+/** Every function by address (see src/host/lookup.ts). */
+export function functionIndex(snapshot: HostSnapshot): ReadonlyMap<PciAddress, PciFunction> {
+  return functionMap(snapshot);
 }
 
 export function describeClass(classCode: number): string {
@@ -71,6 +73,8 @@ export function describeClass(classCode: number): string {
     0x0302: '3D controller',
     0x0380: 'display controller',
     0x0403: 'audio device',
+    0x0480: 'multimedia controller',
+    0x1080: 'encryption controller',
     0x0c03: 'USB controller',
     0x0c80: 'serial bus controller',
     0x0200: 'Ethernet controller',

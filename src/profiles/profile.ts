@@ -11,6 +11,10 @@ export interface HostProfile {
   readonly kernelRelease: string;
   /** false: no `iommu_group` links and an empty `/sys/kernel/iommu_groups`. Default true. */
   readonly iommu?: boolean;
+  /** CPU family for `/proc/cpuinfo` (`vendor_id` GenuineIntel/AuthenticAMD, or arm64 `CPU implementer`); omitted: no cpuinfo. */
+  readonly cpu?: 'intel' | 'amd' | 'arm64';
+  /** IOMMU hardware units in `/sys/class/iommu` (`dmar0`, `ivhd0`, `smmu3.0x0000000011000000`); shown only with the IOMMU on. */
+  readonly iommuDevices?: readonly string[];
   /** Drivers registered in `/sys/bus/pci/drivers` at start (module loaded or built in). */
   readonly loadedDrivers: readonly string[];
   /** Modules present under `/lib/modules/<release>` that `loadModule` can load (e.g. `vfio-pci`). */
@@ -68,6 +72,12 @@ export interface ProfileFramebuffer {
   readonly driver?: string;
   /** Name of the /proc/iomem claim: `efifb`, `simpledrm`, `vesafb`, `simplefb`, `BOOTFB`. */
   readonly claim?: string;
+  /**
+   * sysfb's own resource around the claim, e.g. `BOOTFB` (drivers/firmware/sysfb_simplefb.c); shown in
+   * /proc/iomem as the parent of `claim`. The simulator shows it while a driver is bound — an assumption:
+   * the platform device keeps its resource until it is unregistered (not verified on a real kernel).
+   */
+  readonly resource?: string;
   readonly start: string;
   readonly size: string;
   /** PCI device the platform device is parented to (sysfb_parent_dev); omitted = unparented. */
