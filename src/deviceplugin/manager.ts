@@ -192,7 +192,7 @@ export class DevicePluginManager {
     const plugin = new ResourcePlugin({
       resource,
       pluginDir: this.deps.pluginDir,
-      socketFile: socketFileName(resource),
+      socketFile: socketFileName(resource, this.deps.pluginDir),
       api: this.api,
       socketDir: this.socketDir,
       clock: this.deps.clock,
