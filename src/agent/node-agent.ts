@@ -18,6 +18,7 @@ import {
 } from '../operator/api.js';
 import type { GpuStateRecorder, HostConsoleRecorder } from '../metrics/recorders.js';
 import type { GroupRecord } from '../handoff/plan.js';
+import { gpusInUse } from './in-use.js';
 import type { PodResourcesPort } from './pod-resources.js';
 import { planNode, toReason } from './node-plan.js';
 
@@ -37,6 +38,15 @@ export interface NodeAgentDeps {
   readonly onHostChanged?: (snapshot: HostSnapshot, resourceNames: ReadonlyMap<string, string>) => void;
   /** Retry delay after a failed prepare of a GPU, doubled per failure up to 10 minutes. */
   readonly retryBaseMs?: number;
+  /**
+   * Withdraws GPUs from the device plugin (advertised Unhealthy, so kubelet allocates them to no new pod)
+   * — called every pass with every GPU on its way back to the host, and resolves once the plugin has
+   * told kubelet. GPUs no longer in the set are offered again. Without it (no device plugin) nothing is
+   * withdrawn.
+   */
+  readonly withdraw?: (addresses: ReadonlySet<string>) => Promise<void>;
+  /** After a withdrawal, how long kubelet gets to finish an admission it began before (default 1 s). */
+  readonly withdrawSettleMs?: number;
 }
 
 interface Failure {
@@ -121,7 +131,7 @@ export class NodeAgent {
     const { engine } = this.deps;
     let snapshot = await engine.discover();
     const records = await engine.records();
-    const inUse = await this.inUse();
+    let inUse = await this.inUse(snapshot);
     const now = new Date(this.deps.clock.now()).toISOString();
     const actions = planNode({ snapshot, spec: obj.spec, inUse, records, previous: obj.status?.gpus, failures: this.failuresView(), now });
     const due = (a: PciAddress): boolean => (this.failures.get(a)?.notBefore ?? 0) <= this.deps.clock.now();
@@ -135,11 +145,15 @@ export class NodeAgent {
         if (list.length === 0) continue;
         await this.attempt(list, () => engine.prepare({ all: false, selectors: list.map((address) => ({ kind: 'address', address })) }, { allowBootGpu }));
       }
-      if (actions.release.length > 0) {
-        await this.attempt(actions.release, () => engine.release({ all: false, selectors: actions.release.map((address) => ({ kind: 'address', address })) }));
+      let release: PciAddress[] = [...actions.release];
+      if (release.length > 0 && this.deps.withdraw) ({ release, inUse } = await this.withdrawThenRecheck(snapshot, release));
+      if (release.length > 0) {
+        await this.attempt(release, () => engine.release({ all: false, selectors: release.map((address) => ({ kind: 'address', address })) }));
       }
       snapshot = await engine.discover();
     }
+    // Everything leaving (released now, or held by a pod and waiting) stays withdrawn; the rest is offered.
+    await this.deps.withdraw?.(new Set(actions.statuses.filter((s) => s.phase === 'Releasing').map((s) => s.address)));
     const final = planNode({ snapshot, spec: obj.spec, inUse, records: await engine.records(), previous: obj.status?.gpus, failures: this.failuresView(), now });
     const status = await this.writeStatus(await this.getObject(), snapshot, final.statuses);
     this.report(snapshot, final.statuses, await engine.records());
@@ -193,9 +207,24 @@ export class NodeAgent {
     return new Map([...this.failures].map(([a, f]) => [a, { reason: f.reason, message: f.message }]));
   }
 
-  private async inUse(): Promise<Set<string> | undefined> {
+  /**
+   * Closes the release window: a GPU is still advertised Healthy when PodResources first says nobody
+   * holds it, so kubelet could admit a pod onto it before the unbind. Withdraw the GPUs from the device
+   * plugin first, give kubelet a moment, then ask PodResources again; only GPUs still free are released.
+   */
+  private async withdrawThenRecheck(snapshot: HostSnapshot, candidates: readonly PciAddress[]): Promise<{ release: PciAddress[]; inUse: Set<string> | undefined }> {
+    await this.deps.withdraw!(new Set(candidates));
+    await this.deps.clock.sleep(this.deps.withdrawSettleMs ?? 1_000).catch(() => undefined);
+    let inUse = await this.inUse(snapshot);
+    const free = candidates.filter((a) => inUse !== undefined && !inUse.has(a));
+    const held = candidates.filter((a) => !free.includes(a));
+    if (held.length > 0) this.deps.logger.warn({ gpus: held }, 'a pod took a GPU while it was being withdrawn, or PodResources failed; not releasing it');
+    return { release: free, inUse };
+  }
+
+  private async inUse(snapshot: HostSnapshot): Promise<Set<string> | undefined> {
     try {
-      return new Set((await this.deps.podResources.list()).map((h) => h.deviceId));
+      return gpusInUse(snapshot, await this.deps.podResources.list());
     } catch (err) {
       this.deps.logger.warn({ err: (err as Error).message }, 'kubelet PodResources unavailable; treating every prepared GPU as in use');
       return undefined;
