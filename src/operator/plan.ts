@@ -15,6 +15,7 @@ import { readyLabelChange } from './labels.js';
 import type { ReadyLabelValue } from './labels.js';
 import type { ClusterMerge } from './merge.js';
 import { mergeCluster, mergeNode, nodeSpecsEqual } from './merge.js';
+import { resourceConflicts, withResourceConflicts } from './resource-conflicts.js';
 import { computePolicyStatus, policyStatusEqual } from './status.js';
 
 /**
@@ -196,7 +197,7 @@ export function reconcilePolicy(policyName: string, view: ClusterView, merge?: C
   }
 
   const m = merge ?? mergeCluster(view.policies, view.nodes, view.states);
-  const status = computePolicyStatus({
+  const computed = computePolicyStatus({
     policy,
     nodes: view.nodes,
     states: view.states,
@@ -204,6 +205,7 @@ export function reconcilePolicy(policyName: string, view: ClusterView, merge?: C
     now: view.now,
     ...(decision.kind === 'waitForRelease' ? { pendingRelease: decision.pending } : {}),
   });
+  const status = withResourceConflicts(computed, policy.status, resourceConflicts(policy, view), view.now);
   if (!policyStatusEqual(policy.status, status)) {
     writes.push({ kind: 'patchPolicyStatus', policy: policyName, status });
     writes.push(...statusEvents(policy, status, view));
