@@ -215,7 +215,7 @@ export class NodeAgent {
   private async withdrawThenRecheck(snapshot: HostSnapshot, candidates: readonly PciAddress[]): Promise<{ release: PciAddress[]; inUse: Set<string> | undefined }> {
     await this.deps.withdraw!(new Set(candidates));
     await this.deps.clock.sleep(this.deps.withdrawSettleMs ?? 1_000).catch(() => undefined);
-    let inUse = await this.inUse(snapshot);
+    const inUse = await this.inUse(snapshot);
     const free = candidates.filter((a) => inUse !== undefined && !inUse.has(a));
     const held = candidates.filter((a) => !free.includes(a));
     if (held.length > 0) this.deps.logger.warn({ gpus: held }, 'a pod took a GPU while it was being withdrawn, or PodResources failed; not releasing it');
