@@ -105,8 +105,8 @@ describe.skipIf(skip !== undefined)(`KubeVirt host devices from our Allocate, th
     expect(status, JSON.stringify(out)).toBe(0);
     const gpus = out['gpus'] as { alias: string; type: string; address: string }[];
     const hostDevices = out['hostDevices'] as { alias: string; type: string; address: string }[];
-    expect(gpus.map((d) => [d.alias, d.type])).toEqual([['ua-gpu-gpu1', 'pci'], ['ua-gpu-gpu2', 'pci']]);
-    expect(hostDevices.map((d) => [d.alias, d.type])).toEqual([['ua-hostdevice-hd1', 'pci'], ['ua-hostdevice-hd2', 'pci']]);
+    expect(gpus.map((d) => [d.alias, d.type])).toEqual([['gpu-gpu1', 'pci'], ['gpu-gpu2', 'pci']]);
+    expect(hostDevices.map((d) => [d.alias, d.type])).toEqual([['hostdevice-hd1', 'pci'], ['hostdevice-hd2', 'pci']]);
     const addresses = [...gpus, ...hostDevices].map((d) => d.address);
     expect(new Set(addresses).size).toBe(4);
     expect(gpus.map((d) => d.address).sort()).toEqual(FOR_GPUS);
