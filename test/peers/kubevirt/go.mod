@@ -102,6 +102,7 @@ require (
 )
 
 replace (
+
 	github.com/nxadm/tail => github.com/nxadm/tail v0.0.0-20211216163028-4472660a31a6
 	github.com/openshift/api => github.com/openshift/api v0.0.0-20210105115604-44119421ec6b
 	github.com/openshift/client-go => github.com/openshift/client-go v0.0.0-20210112165513-ebc401615f47
@@ -132,4 +133,6 @@ replace (
 	k8s.io/sample-apiserver => k8s.io/sample-apiserver v0.34.2
 	k8s.io/sample-cli-plugin => k8s.io/sample-cli-plugin v0.34.2
 	k8s.io/sample-controller => k8s.io/sample-controller v0.34.2
+	// Pure-Go seam: the harness never calls libvirt (see libvirt-stub/libvirt.go).
+	libvirt.org/go/libvirt => ./libvirt-stub
 )

@@ -4,16 +4,17 @@
 //	    virt-launcher's address pools (PCI_RESOURCE_* / MDEV_PCI_RESOURCE_* read from the
 //	    process environment, as in the compute container) and host-device creation for a
 //	    VMI's spec.domain.devices.gpus and .hostDevices. Prints the libvirt <hostdev>s.
-//	kubevirt-hostdevices handler --pci-devices DIR   stdin: a KubeVirt CR (JSON)
+//	kubevirt-hostdevices handler   stdin: a KubeVirt CR (JSON)
 //	    virt-handler's permitted-host-devices logic: which device plugins KubeVirt itself
-//	    would start on a node whose /sys/bus/pci/devices is DIR, with their device IDs.
+//	    would start on this node, with their device IDs. It walks /sys/bus/pci/devices (a
+//	    package variable in KubeVirt that a go:linkname alias does not redirect), so tests run it
+//	    in a mount namespace with a materialised host tree bind-mounted on /sys.
 //
 // Output: one JSON document on stdout; {"error": "..."} and exit 1 when KubeVirt refuses.
 package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"reflect"
@@ -28,12 +29,6 @@ import (
 	"kubevirt.io/kubevirt/pkg/virt-launcher/virtwrap/device/hostdevice/generic"
 	"kubevirt.io/kubevirt/pkg/virt-launcher/virtwrap/device/hostdevice/gpu"
 )
-
-// pciBasePath is where virt-handler discovers PCI devices (/sys/bus/pci/devices); the
-// harness points it at a materialised host tree.
-//
-//go:linkname pciBasePath kubevirt.io/kubevirt/pkg/virt-handler/device-manager.pciBasePath
-var pciBasePath string
 
 // updatePermittedHostDevicePlugins is the DeviceController method virt-handler runs on
 // every KubeVirt CR change to decide which of its own device plugins to start.
@@ -123,11 +118,7 @@ type plugin struct {
 	DeviceIDs    []string `json:"deviceIds"`
 }
 
-func handler(args []string) {
-	fs := flag.NewFlagSet("handler", flag.ExitOnError)
-	dir := fs.String("pci-devices", "/sys/bus/pci/devices", "the node's /sys/bus/pci/devices")
-	_ = fs.Parse(args)
-	pciBasePath = *dir
+func handler() {
 	var kv v1.KubeVirt
 	if err := json.NewDecoder(os.Stdin).Decode(&kv); err != nil {
 		fail(err)
@@ -140,7 +131,8 @@ func handler(args []string) {
 		plugins = append(plugins, p)
 	}
 	sort.Slice(plugins, func(i, j int) bool { return plugins[i].ResourceName < plugins[j].ResourceName })
-	_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"plugins": plugins})
+	// What virt-handler saw, so a test can tell "no plugin" from "config not read" or "no device found".
+	_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"plugins": plugins, "permittedHostDevices": config.GetPermittedHostDevices()})
 }
 
 // deviceIDs reads the device list a KubeVirt plugin would send in ListAndWatch
@@ -165,14 +157,14 @@ func deviceIDs(dev devicemanager.Device) []string {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: kubevirt-hostdevices launcher|handler [--pci-devices DIR]")
+		fmt.Fprintln(os.Stderr, "usage: kubevirt-hostdevices launcher|handler")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
 	case "launcher":
 		launcher()
 	case "handler":
-		handler(os.Args[2:])
+		handler()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown command", os.Args[1])
 		os.Exit(2)
