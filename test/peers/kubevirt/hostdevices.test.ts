@@ -21,7 +21,7 @@ import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import { materialiseProfile } from '../../../src/profiles/materialise.js';
 import { SimulatedKernel } from '../../../src/sysfs/simulated-kernel.js';
 import { FakeApiServer } from '../../support/fake-apiserver/index.js';
-import { peerBinary } from '../../support/peers.js';
+import { PEERS_REQUIRED, peerBinary } from '../../support/peers.js';
 import { KubeletDeviceManager, until, type ContainerOptions } from '../kubelet/harness.js';
 
 const CLI = join(process.cwd(), 'dist/cli/main.js');
@@ -143,7 +143,9 @@ describe.skipIf(kubeletBin.skip !== undefined)(`KubeVirt host devices from our A
   });
 });
 
-const handlerSkip = kubevirtBin.skip ?? (process.getuid?.() === 0 ? undefined : 'needs root for a mount namespace (unshare -m)');
+const notRoot = process.getuid?.() === 0 ? undefined : 'needs root for a mount namespace (unshare -m)';
+if (notRoot && PEERS_REQUIRED) throw new Error(`CI=true requires the real peers: virt-handler ${notRoot}`);
+const handlerSkip = kubevirtBin.skip ?? notRoot;
 describe.skipIf(handlerSkip !== undefined)(`virt-handler permitted host devices from the KubeVirt CR we write${handlerSkip ? ` (skipped: ${handlerSkip})` : ''}`, () => {
   let hostDir: string;
   const L40S = 'example.com/l40s';
