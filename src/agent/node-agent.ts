@@ -18,6 +18,7 @@ import {
 } from '../operator/api.js';
 import type { GpuStateRecorder, HostConsoleRecorder } from '../metrics/recorders.js';
 import type { GroupRecord } from '../handoff/plan.js';
+import { gpusInUse } from './in-use.js';
 import type { PodResourcesPort } from './pod-resources.js';
 import { planNode, toReason } from './node-plan.js';
 
@@ -37,6 +38,15 @@ export interface NodeAgentDeps {
   readonly onHostChanged?: (snapshot: HostSnapshot, resourceNames: ReadonlyMap<string, string>) => void;
   /** Retry delay after a failed prepare of a GPU, doubled per failure up to 10 minutes. */
   readonly retryBaseMs?: number;
+  /**
+   * Withdraws GPUs from the device plugin (advertised Unhealthy, so kubelet allocates them to no new pod)
+   * — called every pass with every GPU on its way back to the host, and resolves once the plugin has
+   * told kubelet. GPUs no longer in the set are offered again. Without it (no device plugin) nothing is
+   * withdrawn.
+   */
+  readonly withdraw?: (addresses: ReadonlySet<string>) => Promise<void>;
+  /** After a withdrawal, how long kubelet gets to finish an admission it began before (default 1 s). */
+  readonly withdrawSettleMs?: number;
 }
 
 interface Failure {
@@ -127,7 +137,7 @@ export class NodeAgent {
     const { engine } = this.deps;
     let snapshot = await engine.discover();
     const records = await engine.records();
-    const { inUse, holders } = await this.inUse();
+    let { inUse, holders } = await this.inUse(snapshot);
     const now = new Date(this.deps.clock.now()).toISOString();
     const actions = planNode({ snapshot, spec: obj.spec, inUse, holders, records, previous: obj.status?.gpus, failures: this.failuresView(), now });
     const due = (a: PciAddress): boolean => (this.failures.get(a)?.notBefore ?? 0) <= this.deps.clock.now();
@@ -141,11 +151,15 @@ export class NodeAgent {
         if (list.length === 0) continue;
         await this.attempt(list, () => engine.prepare({ all: false, selectors: list.map((address) => ({ kind: 'address', address })) }, { allowBootGpu }));
       }
-      if (actions.release.length > 0) {
-        await this.attempt(actions.release, () => engine.release({ all: false, selectors: actions.release.map((address) => ({ kind: 'address', address })) }));
+      let release: PciAddress[] = [...actions.release];
+      if (release.length > 0 && this.deps.withdraw) ({ release, inUse, holders } = await this.withdrawThenRecheck(snapshot, release));
+      if (release.length > 0) {
+        await this.attempt(release, () => engine.release({ all: false, selectors: release.map((address) => ({ kind: 'address', address })) }));
       }
       snapshot = await engine.discover();
     }
+    // Everything leaving (released now, or held by a pod and waiting) stays withdrawn; the rest is offered.
+    await this.deps.withdraw?.(new Set(actions.statuses.filter((s) => s.phase === 'Releasing').map((s) => s.address)));
     const final = planNode({ snapshot, spec: obj.spec, inUse, holders, records: await engine.records(), previous: obj.status?.gpus, failures: this.failuresView(), now });
     const status = await this.writeStatus(await this.getObject(), snapshot, final.statuses);
     this.report(snapshot, final.statuses, await engine.records());
@@ -199,12 +213,33 @@ export class NodeAgent {
     return new Map([...this.failures].map(([a, f]) => [a, { reason: f.reason, message: f.message }]));
   }
 
-  private async inUse(): Promise<{ inUse: Set<string> | undefined; holders: Map<string, string> }> {
+  /**
+   * Closes the release window: a GPU is still advertised Healthy when PodResources first says nobody
+   * holds it, so kubelet could admit a pod onto it before the unbind. Withdraw the GPUs from the device
+   * plugin first, give kubelet a moment, then ask PodResources again; only GPUs still free are released.
+   */
+  private async withdrawThenRecheck(
+    snapshot: HostSnapshot,
+    candidates: readonly PciAddress[],
+  ): Promise<{ release: PciAddress[]; inUse: Set<string> | undefined; holders: Map<string, string> }> {
+    await this.deps.withdraw!(new Set(candidates));
+    await this.deps.clock.sleep(this.deps.withdrawSettleMs ?? 1_000).catch(() => undefined);
+    const { inUse, holders } = await this.inUse(snapshot);
+    const free = candidates.filter((a) => inUse !== undefined && !inUse.has(a));
+    const held = candidates.filter((a) => !free.includes(a));
+    if (held.length > 0) this.deps.logger.warn({ gpus: held }, 'a pod took a GPU while it was being withdrawn, or PodResources failed; not releasing it');
+    return { release: free, inUse, holders };
+  }
+
+  /** GPUs pods hold (by GPU address, whatever IDs the advertising plugin used) and who holds each. */
+  private async inUse(snapshot: HostSnapshot): Promise<{ inUse: Set<string> | undefined; holders: Map<string, string> }> {
     const holders = new Map<string, string>();
     try {
       const list = await this.deps.podResources.list();
-      for (const h of list) holders.set(h.deviceId, h.namespace ? `${h.namespace}/${h.pod}` : h.pod);
-      return { inUse: new Set(list.map((h) => h.deviceId)), holders };
+      for (const h of list) {
+        for (const gpu of gpusInUse(snapshot, [h])) if (!holders.has(gpu)) holders.set(gpu, h.namespace ? `${h.namespace}/${h.pod}` : h.pod);
+      }
+      return { inUse: gpusInUse(snapshot, list), holders };
     } catch (err) {
       this.deps.logger.warn({ err: (err as Error).message }, 'kubelet PodResources unavailable; treating every prepared GPU as in use');
       return { inUse: undefined, holders };

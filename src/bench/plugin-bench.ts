@@ -130,7 +130,7 @@ export async function runPluginBench(opts: PluginBenchOptions = {}): Promise<Rec
     results.devices = devices.length;
     const gpu = devices[0]!.id;
 
-    const pluginClient = new api.DevicePluginClient(unixTarget(join(dir, socketFileName(resource))), grpc.credentials.createInsecure());
+    const pluginClient = new api.DevicePluginClient(unixTarget(join(dir, socketFileName(resource, dir))), grpc.credentials.createInsecure());
     const emptyPath = join(dir, 'empty.sock');
     empty = await startEmptyServer(emptyPath);
     const emptyClient = new api.DevicePluginClient(unixTarget(emptyPath), grpc.credentials.createInsecure());

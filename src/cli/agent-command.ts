@@ -74,8 +74,10 @@ export function registerPluginCommand(program: Command): void {
               path: opts.resourceNamesFile,
               clock: realClock,
               logger,
-              onChange: ({ names }) => {
+              onChange: ({ names, withdrawn }) => {
                 manager.setAddressOverrides(names);
+                // Sets the field at once (this scan sees it); the rescan it asks for is coalesced.
+                void manager.setWithdrawn(withdrawn, started);
                 if (started) void manager.rescan(); // coalesced with a scan in progress
               },
             })
@@ -206,6 +208,9 @@ export function registerAgentCommand(program: Command): void {
         clock: realClock,
         logger,
         recorder,
+        // Split mode: the plugin process follows the withdrawn list in the names file.
+        withdraw: embedded ? (addresses) => plugins!.manager.setWithdrawn(addresses) : publisher ? (addresses) => publisher.withdraw(addresses) : undefined,
+        withdrawSettleMs: embedded ? 1_000 : 3_000,
         onHostChanged: (snapshot, names) => {
           plugins?.manager.setAddressOverrides(names);
           void plugins?.rescan();

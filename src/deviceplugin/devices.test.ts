@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { snapshot, twoGpuHost } from '../../test/support/deviceplugin-snapshots.js';
 import type { HostSnapshot } from '../host/model.js';
-import { computeDeviceSets, diffDeviceSets, notReadyReason, toWireDevice } from './devices.js';
+import { computeDeviceSets, diffDeviceSets, envVarClashes, notReadyReason, toWireDevice } from './devices.js';
 
 const R = 'nvidia.com/GA102';
 const byResource = (): string => R;
@@ -103,5 +103,13 @@ describe(diffDeviceSets.name, () => {
     expect(diffDeviceSets(a, unhealthy)).toEqual({ added: [], removed: [], changed: [R] });
     expect(diffDeviceSets(new Map(), a)).toEqual({ added: [R], removed: [], changed: [] });
     expect(diffDeviceSets(a, new Map())).toEqual({ added: [], removed: [R], changed: [] });
+  });
+});
+
+describe(envVarClashes.name, () => {
+  it('serves one resource per PCI_RESOURCE_* variable: the one kubelet already has, else the first by name', () => {
+    expect(envVarClashes(['example.com/gpu.a', 'example.com/GPU_A', 'example.com/gpu-a'], new Set())).toEqual(new Map([['example.com/gpu.a', 'example.com/GPU_A']]));
+    expect(envVarClashes(['example.com/gpu.a', 'example.com/GPU_A'], new Set(['example.com/gpu.a']))).toEqual(new Map([['example.com/GPU_A', 'example.com/gpu.a']]));
+    expect(envVarClashes(['nvidia.com/A', 'nvidia.com/B'], new Set())).toEqual(new Map());
   });
 });

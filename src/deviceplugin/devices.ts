@@ -1,5 +1,6 @@
 import type { PciAddress } from '../core/pci-address.js';
-import { notReady, type NotReadyReason } from '../host/readiness.js';
+import { pciResourceEnvVar } from '../core/resource-name.js';
+import { notReady, type NotReadyReason as HostNotReadyReason } from '../host/readiness.js';
 import type { Gpu, HostSnapshot } from '../host/model.js';
 import { HEALTHY, UNHEALTHY } from './api.js';
 import type { Device, Health } from './api.js';
@@ -10,7 +11,8 @@ import type { Device, Health } from './api.js';
  * a VFIO group node allows one open at a time and probing it would race the VM that holds it.
  */
 
-export type { NotReadyReason };
+/** The host's readiness reasons, plus the plugin's own: withdrawn for release, or its name's env var clashes. */
+export type NotReadyReason = HostNotReadyReason | 'WITHDRAWN' | 'RESOURCE_ENV_CLASH';
 
 export interface PluginDevice {
   readonly id: PciAddress; // Device.ID = the GPU's PCI address
@@ -40,18 +42,20 @@ export function notReadyReason(snapshot: HostSnapshot, gpu: Gpu): NotReadyReason
  * ready, so kubelet keeps it in capacity and stops scheduling onto it. A GPU gone from the host vanishes.
  * A ready GPU whose name changed moves to the new resource (and leaves the old one).
  * `resourceOf` names the resource of a GPU (see resources.ts); GPUs it returns `undefined` for are skipped.
+ * `withdrawn` GPUs (on their way back to the host, see NodeAgentDeps.withdraw) are advertised Unhealthy.
  */
 export function computeDeviceSets(
   snapshot: HostSnapshot,
   resourceOf: (gpu: Gpu) => string | undefined,
   previous: DeviceSets = new Map(),
+  withdrawn: ReadonlySet<string> = new Set(),
 ): DeviceSets {
   const before = new Map<string, PluginDevice>();
   for (const devices of previous.values()) for (const d of devices) before.set(d.id, d);
 
   const sets = new Map<string, PluginDevice[]>();
   for (const gpu of snapshot.gpus) {
-    const reason = notReadyReason(snapshot, gpu);
+    const reason = notReadyReason(snapshot, gpu) ?? (withdrawn.has(gpu.fn.address) ? 'WITHDRAWN' : undefined);
     const prior = before.get(gpu.fn.address);
     if (reason !== undefined && !prior) continue;
     // A ready GPU takes its current name (the cluster may have renamed it); one that is no longer ready
@@ -103,4 +107,26 @@ export function diffDeviceSets(previous: DeviceSets, next: DeviceSets): DeviceSe
   }
   for (const resource of previous.keys()) if (!next.has(resource)) removed.push(resource);
   return { added: added.sort(), removed: removed.sort(), changed: changed.sort() };
+}
+
+/**
+ * Resources that must not be served because another resource on this node maps to the same
+ * `PCI_RESOURCE_*` variable (kubelet keeps one value per variable and only logs the clash, so a VM would
+ * get the wrong addresses). Per clash the resource already advertised wins (no flapping), else the
+ * lexicographically first. Returns dropped → the resource it clashes with. Pure.
+ */
+export function envVarClashes(resources: Iterable<string>, advertised: ReadonlySet<string>): Map<string, string> {
+  const byVar = new Map<string, string[]>();
+  for (const r of resources) {
+    const v = pciResourceEnvVar(r);
+    byVar.set(v, [...(byVar.get(v) ?? []), r]);
+  }
+  const dropped = new Map<string, string>();
+  for (const names of byVar.values()) {
+    if (names.length < 2) continue;
+    const sorted = [...names].sort();
+    const winner = sorted.find((n) => advertised.has(n)) ?? sorted[0]!;
+    for (const n of sorted) if (n !== winner) dropped.set(n, winner);
+  }
+  return dropped;
 }

@@ -7,6 +7,7 @@ import { API_VERSION, KUBELET_SOCKET } from './api.js';
 import type { Device, DevicePluginApi } from './api.js';
 import { GrpcPluginServer, PLUGIN_OPTIONS, probePlugin, registerWithKubelet } from './grpc-plugin-server.js';
 import type { PluginHandlers } from './grpc-plugin-server.js';
+import { assertSocketPathFits } from './resources.js';
 import type { SocketDir } from './socket-dir.js';
 
 export type PluginPhase = 'idle' | 'serving' | 'registered' | 'restarting' | 'stopped';
@@ -72,6 +73,8 @@ export class ResourcePlugin {
    * owns the socket. A failed Register does not throw: it is retried in the background with backoff.
    */
   async start(): Promise<void> {
+    assertSocketPathFits(this.socketPath);
+    assertSocketPathFits(this.kubeletSocket);
     await this.serve();
     await this.registerOnce('retry', false).catch(() => this.kick('retry'));
   }

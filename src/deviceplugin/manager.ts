@@ -7,7 +7,7 @@ import type { HostReader } from '../sysfs/port.js';
 import { buildContainerAllocateResponse } from './allocate.js';
 import { KUBELET_SOCKET, loadDevicePluginApi } from './api.js';
 import type { AllocateRequest, AllocateResponse, DevicePluginApi, PreferredAllocationRequest, PreferredAllocationResponse } from './api.js';
-import { computeDeviceSets, diffDeviceSets, toWireDevice } from './devices.js';
+import { computeDeviceSets, diffDeviceSets, envVarClashes, toWireDevice } from './devices.js';
 import type { DeviceSets, PluginDevice } from './devices.js';
 import { ResourcePlugin } from './lifecycle.js';
 import type { Backoff } from './lifecycle.js';
@@ -15,7 +15,7 @@ import { PciIds } from './pci-ids.js';
 import { preferredAllocation } from './preferred.js';
 import { revalidateDevices } from './revalidate.js';
 import { hostFingerprint } from './fingerprint.js';
-import { compileResourceConfig, defaultResourceName, overrideFor, socketFileName } from './resources.js';
+import { compileResourceConfig, defaultResourceName, overrideFor, pciResourceEnvVar, socketFileName } from './resources.js';
 import type { ResourceConfig, ResourceNamer } from './resources.js';
 import { nodeSocketDir } from './socket-dir.js';
 import type { DirWatch, SocketDir } from './socket-dir.js';
@@ -56,6 +56,8 @@ export class DevicePluginManager {
   private snapshot: HostSnapshot | undefined;
   private readonly names = new Map<string, string>(); // GPU address → resource name
   private addressOverrides: ReadonlyMap<string, string> = new Map();
+  private withdrawn: ReadonlySet<string> = new Set();
+  private reportedClashes: string | undefined;
   private readonly namer: ResourceNamer;
   private readonly pciIds: PciIds;
   private readonly socketDir: SocketDir;
@@ -125,6 +127,17 @@ export class DevicePluginManager {
     for (const a of changed) this.names.delete(a);
   }
 
+  /**
+   * GPUs to advertise Unhealthy because the agent is giving them back to the host: kubelet stops
+   * allocating them before the PodResources re-check and the unbind. Resolves once the change has been
+   * pushed on the ListAndWatch streams (a rescan); GPUs left out of a later set are offered again.
+   */
+  async setWithdrawn(addresses: ReadonlySet<string>, rescan = true): Promise<void> {
+    if (addresses.size === this.withdrawn.size && [...addresses].every((a) => this.withdrawn.has(a))) return;
+    this.withdrawn = new Set(addresses);
+    if (rescan) await this.rescan();
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort.abort();
@@ -158,7 +171,20 @@ export class DevicePluginManager {
     const after = await fingerprintOf(snapshot);
     this.fingerprint = before !== undefined && before === after ? after : undefined;
     await this.nameGpus(snapshot.gpus);
-    const next = computeDeviceSets(snapshot, (g) => this.names.get(g.fn.address), this.sets);
+    let next = computeDeviceSets(snapshot, (g) => this.names.get(g.fn.address), this.sets, this.withdrawn);
+    const clashes = envVarClashes(next.keys(), new Set(this.sets.keys()));
+    if (clashes.size > 0) {
+      next = new Map([...next].filter(([resource]) => !clashes.has(resource)));
+      const key = JSON.stringify([...clashes].sort());
+      if (key !== this.reportedClashes) {
+        for (const [dropped, kept] of clashes) {
+          this.deps.logger.error({ resource: dropped, clashesWith: kept, env: pciResourceEnvVar(kept) }, 'not serving a resource whose PCI_RESOURCE_* variable another resource on this node already uses');
+        }
+      }
+      this.reportedClashes = key;
+    } else {
+      this.reportedClashes = undefined;
+    }
     const diff = diffDeviceSets(this.sets, next);
     this.snapshot = snapshot;
     const previous = this.sets;
@@ -192,7 +218,7 @@ export class DevicePluginManager {
     const plugin = new ResourcePlugin({
       resource,
       pluginDir: this.deps.pluginDir,
-      socketFile: socketFileName(resource),
+      socketFile: socketFileName(resource, this.deps.pluginDir),
       api: this.api,
       socketDir: this.socketDir,
       clock: this.deps.clock,

@@ -10,21 +10,33 @@ import { extendedResourceNameProblem } from './resources.js';
  * the file and the plugin rescans at once instead of at its next poll of the host.
  *
  * ```json
- * { "version": 1, "generation": 7, "names": { "0000:18:00.0": "example.com/h100" } }
+ * { "version": 1, "generation": 7, "names": { "0000:18:00.0": "example.com/h100" }, "withdrawn": ["0000:3b:00.0"] }
  * ```
+ *
+ * `withdrawn` (optional): GPUs the agent is giving back to the host; the plugin advertises them
+ * Unhealthy so kubelet allocates them to no new pod before the agent re-checks PodResources and unbinds.
  */
 export interface ResourceNamesDocument {
   readonly version: 1;
   readonly generation: number;
   readonly names: ReadonlyMap<PciAddress, string>;
+  readonly withdrawn: ReadonlySet<PciAddress>;
 }
 
 /** Serialises deterministically (addresses sorted), so equal inputs give byte-equal files. */
-export function formatResourceNames(names: ReadonlyMap<string, string>, generation: number): string {
+export function formatResourceNames(names: ReadonlyMap<string, string>, generation: number, withdrawn: ReadonlySet<string> = new Set()): string {
   if (!Number.isSafeInteger(generation) || generation < 0) throw new InvalidArgumentError(`bad generation ${generation}`);
   const entries = [...names].map(([address, name]) => [checkEntry(address, name), name] as const);
   entries.sort(([a], [b]) => comparePciAddress(a, b));
-  return `${JSON.stringify({ version: 1, generation, names: Object.fromEntries(entries) }, null, 2)}\n`;
+  const out: Record<string, unknown> = { version: 1, generation, names: Object.fromEntries(entries) };
+  if (withdrawn.size > 0) out['withdrawn'] = [...withdrawn].map(canonical).sort(comparePciAddress);
+  return `${JSON.stringify(out, null, 2)}\n`;
+}
+
+function canonical(address: string): PciAddress {
+  const parsed = parsePciAddress(address);
+  if (parsed !== address) throw new InvalidArgumentError(`address ${JSON.stringify(address)} is not in canonical form (${parsed})`);
+  return parsed;
 }
 
 /**
@@ -39,7 +51,7 @@ export function parseResourceNames(text: string): ResourceNamesDocument {
     throw new InvalidArgumentError(`resource names file is not JSON: ${(err as Error).message}`, { cause: err });
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new InvalidArgumentError('resource names file must hold a JSON object');
-  const doc = raw as { version?: unknown; generation?: unknown; names?: unknown };
+  const doc = raw as { version?: unknown; generation?: unknown; names?: unknown; withdrawn?: unknown };
   if (doc.version !== 1) throw new InvalidArgumentError(`unsupported resource names file version ${JSON.stringify(doc.version)}`);
   const generation = doc.generation ?? 0;
   if (typeof generation !== 'number' || !Number.isSafeInteger(generation) || generation < 0) {
@@ -51,7 +63,12 @@ export function parseResourceNames(text: string): ResourceNamesDocument {
     if (typeof name !== 'string') throw new InvalidArgumentError(`resource name for ${address} is not a string`);
     names.set(checkEntry(address, name), name);
   }
-  return { version: 1, generation, names };
+  const withdrawn = new Set<PciAddress>();
+  if (doc.withdrawn !== undefined) {
+    if (!Array.isArray(doc.withdrawn) || !doc.withdrawn.every((a) => typeof a === 'string')) throw new InvalidArgumentError('"withdrawn" must be a list of PCI addresses');
+    for (const a of doc.withdrawn as string[]) withdrawn.add(canonical(a));
+  }
+  return { version: 1, generation, names, withdrawn };
 }
 
 function checkEntry(address: string, name: string): PciAddress {
@@ -69,10 +86,14 @@ function checkEntry(address: string, name: string): PciAddress {
  * the last one written, so an idle node does not rewrite it every resync, yet a prepare/release is always
  * signalled.
  */
-export function publicationKey(names: ReadonlyMap<string, string>, snapshot: Pick<HostSnapshot, 'functions' | 'vfioGroupNodes'> | undefined): string {
+export function publicationKey(
+  names: ReadonlyMap<string, string>,
+  snapshot: Pick<HostSnapshot, 'functions' | 'vfioGroupNodes'> | undefined,
+  withdrawn: ReadonlySet<string> = new Set(),
+): string {
   const bindings = snapshot ? snapshot.functions.map((f) => `${f.address}=${f.driver ?? ''}`).join(',') : undefined;
   const sortedNames = [...names].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify([sortedNames, bindings, snapshot?.vfioGroupNodes]);
+  return JSON.stringify([sortedNames, bindings, snapshot?.vfioGroupNodes, [...withdrawn].sort()]);
 }
 
 /** The per-address names a NodeGpuPassthrough spec asks for (entries without a resourceName use the default). */

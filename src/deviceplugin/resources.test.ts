@@ -10,6 +10,8 @@ import {
   overrideFor,
   pciResourceEnvVar,
   socketFileName,
+  assertSocketPathFits,
+  MAX_SOCKET_PATH_BYTES,
 } from './resources.js';
 
 describe(nvidiaStyleName.name, () => {
@@ -114,12 +116,28 @@ describe(pciResourceEnvVar.name, () => {
 });
 
 describe(socketFileName.name, () => {
-  it('is a safe bare file name, unique even when truncated', () => {
+  const dirs = ['/var/lib/kubelet/device-plugins', '/var/lib/k0s/kubelet/device-plugins', '/var/snap/microk8s/common/var/lib/kubelet/device-plugins'];
+  it('keeps a short name readable', () => {
     expect(socketFileName('nvidia.com/GA102_GEFORCE_RTX_3090')).toBe('vfio-handoff-nvidia.com_GA102_GEFORCE_RTX_3090.sock');
+  });
+  it.each(dirs)('gives every valid name up to kubelet\'s limit a socket path within 107 bytes in %s', (dir) => {
+    // 58+ characters used to produce paths over the sun_path limit (Node truncates silently, kubelet's dial fails).
+    const names = [58, 63, 75].map((n) => `example.com/${'a'.repeat(n - 12)}`);
+    names.push(`${'d'.repeat(60)}.${'e'.repeat(60)}.${'f'.repeat(60)}.example.com/${'G'.repeat(63)}`);
+    for (const name of names) {
+      expect(isExtendedResourceName(name)).toBe(true);
+      const file = socketFileName(name, dir);
+      expect(Buffer.byteLength(`${dir}/${file}`)).toBeLessThanOrEqual(MAX_SOCKET_PATH_BYTES);
+      expect(file).toMatch(/^vfio-handoff-[A-Za-z0-9._-]+\.sock$/);
+    }
+  });
+  it('stays unique when shortened', () => {
     const a = socketFileName(`example.com/${'A'.repeat(60)}1`);
     const b = socketFileName(`example.com/${'A'.repeat(60)}2`);
     expect(a).not.toBe(b);
-    expect(a.length).toBeLessThanOrEqual(78);
-    expect(a).toMatch(/^vfio-handoff-[A-Za-z0-9._-]+\.sock$/);
+  });
+  it('refuses a directory too long for any socket with a clear error', () => {
+    expect(() => assertSocketPathFits(`/${'x'.repeat(120)}/kubelet.sock`)).toThrow(/bytes; the kernel allows 107/);
+    expect(() => assertSocketPathFits('/var/lib/kubelet/device-plugins/kubelet.sock')).not.toThrow();
   });
 });

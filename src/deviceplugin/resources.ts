@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../core/errors.js';
+import { extendedResourceNameProblem, isExtendedResourceName } from '../core/resource-name.js';
 import { parsePciAddress, parseVendorDevice } from '../core/pci-address.js';
 import type { PciFunction } from '../host/model.js';
 
@@ -30,33 +31,7 @@ export function nvidiaStyleName(pciIdsName: string): string {
     .replace(/[^a-zA-Z0-9_.]+/g, '');
 }
 
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const QUALIFIED_NAME_PART = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
-
-/**
- * kubelet's `IsExtendedResourceName` (protocol.md §2.1): not native (needs a `/`, no `kubernetes.io/`), no
- * `requests.` prefix, and `requests.<name>` must be a qualified name: DNS-1123 subdomain prefix (≤253) +
- * `/` + a name part ≤63 chars. Returns the reason it is invalid, or `undefined`.
- */
-export function extendedResourceNameProblem(name: string): string | undefined {
-  const slash = name.indexOf('/');
-  if (slash < 0) return 'needs a domain prefix (vendor-domain/resourcetype)';
-  if (name.includes('kubernetes.io/')) return 'the kubernetes.io domain is reserved for native resources';
-  if (name.startsWith('requests.')) return 'must not start with "requests."';
-  if (name.indexOf('/', slash + 1) >= 0) return 'must contain exactly one "/"';
-  const prefix = `requests.${name.slice(0, slash)}`;
-  const part = name.slice(slash + 1);
-  if (prefix.length > 253 || !prefix.split('.').every((l) => DNS1123_LABEL.test(l))) {
-    return 'the domain must be a lower-case DNS-1123 subdomain';
-  }
-  if (part.length === 0 || part.length > 63) return 'the name after "/" must be 1-63 characters';
-  if (!QUALIFIED_NAME_PART.test(part)) return 'the name after "/" must be alphanumeric, "-", "_" or ".", starting and ending alphanumeric';
-  return undefined;
-}
-
-export function isExtendedResourceName(name: string): boolean {
-  return extendedResourceNameProblem(name) === undefined;
-}
+export { extendedResourceNameProblem, isExtendedResourceName, pciResourceEnvVar } from '../core/resource-name.js';
 
 export interface ResourceOverride {
   /** Exactly one selector: a PCI address, `vendor:device`, or a class prefix (`0x0302`, `0x030200`, `0x03`). */
@@ -133,19 +108,39 @@ export function defaultResourceName(fn: Pick<PciFunction, 'vendorId' | 'deviceId
   return isExtendedResourceName(name) ? name : fallback;
 }
 
-/** KubeVirt's `ResourceNameToEnvVar("PCI_RESOURCE", name)`: upper-case, `/` and `.` → `_` (`-` is kept). */
-export function pciResourceEnvVar(resourceName: string): string {
-  return `PCI_RESOURCE_${resourceName.toUpperCase().replaceAll('/', '_').replaceAll('.', '_')}`;
+/**
+ * Longest socket path the kernel accepts: `sun_path` is 108 bytes including the terminating NUL
+ * (unix(7)). Node does not refuse a longer path — libuv silently truncates it, so our own probe still
+ * connects to the truncated file while kubelet's dial of the full path fails for ever.
+ */
+export const MAX_SOCKET_PATH_BYTES = 107;
+const SOCKET_PREFIX = 'vfio-handoff-';
+
+/**
+ * Socket file name for a resource inside `pluginDir`: `vfio-handoff-<name>.sock` when the whole path fits
+ * in `MAX_SOCKET_PATH_BYTES`, else `vfio-handoff-<as many characters as fit>-<8 hex digits of FNV-1a over
+ * the full name>.sock` (unique per name, still findable in a listing). So every valid resource name (up
+ * to 317 characters) gets a socket kubelet can dial, in any plugin directory up to 80 bytes long
+ * (microk8s: 57). The name depends on the directory, so callers pass the one they serve in.
+ */
+export function socketFileName(resourceName: string, pluginDir = '/var/lib/kubelet/device-plugins'): string {
+  const budget = MAX_SOCKET_PATH_BYTES - Buffer.byteLength(pluginDir.replace(/\/+$/, '')) - 1;
+  const safe = resourceName.replace(/[^A-Za-z0-9._-]/g, '_');
+  const whole = `${SOCKET_PREFIX}${safe}.sock`;
+  if (whole.length <= budget) return whole;
+  let h = 0x811c9dc5;
+  for (const ch of resourceName) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  const hash = h.toString(16).padStart(8, '0');
+  const keep = Math.max(0, budget - SOCKET_PREFIX.length - 1 - hash.length - '.sock'.length);
+  return keep === 0 ? `${SOCKET_PREFIX}${hash}.sock` : `${SOCKET_PREFIX}${safe.slice(0, keep)}-${hash}.sock`;
 }
 
-/** Socket file name for a resource: filesystem-safe, short enough for a unix socket path (108 bytes). */
-export function socketFileName(resourceName: string): string {
-  let safe = resourceName.replace(/[^A-Za-z0-9._-]/g, '_');
-  if (safe.length > 60) {
-    // Keep names unique after truncation with a short stable hash of the full name.
-    let h = 0x811c9dc5;
-    for (const ch of resourceName) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
-    safe = `${safe.slice(0, 51)}-${h.toString(16).padStart(8, '0')}`;
+/** Throws `InvalidArgumentError` when `path` cannot be a unix socket address (see `MAX_SOCKET_PATH_BYTES`). */
+export function assertSocketPathFits(path: string): void {
+  const bytes = Buffer.byteLength(path);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw new InvalidArgumentError(
+      `unix socket path ${JSON.stringify(path)} is ${bytes} bytes; the kernel allows ${MAX_SOCKET_PATH_BYTES} (use a shorter kubelet directory)`,
+    );
   }
-  return `vfio-handoff-${safe}.sock`;
 }

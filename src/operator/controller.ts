@@ -287,7 +287,11 @@ export class OperatorController {
     if (present && !this.kubevirts) {
       this.log.info({}, 'KubeVirt CRD found; registering resources with KubeVirt');
       const inf = this.informer<KubeVirtCr & KubeObject>(CoreResources.kubevirts);
-      const enqueue = (): void => this.queue?.add(KUBEVIRT_KEY);
+      // Policies too: their Conflict condition reports KubeVirt entries that would serve our resources.
+      const enqueue = (): void => {
+        this.queue?.add(KUBEVIRT_KEY);
+        for (const p of this.policies.list()) this.queue?.add(policyKey(p.metadata.name));
+      };
       inf.on({ add: enqueue, update: enqueue, delete: enqueue });
       this.kubevirts = inf;
       inf.start(signal);

@@ -15,6 +15,7 @@ import { readyLabelChange } from './labels.js';
 import type { ReadyLabelValue } from './labels.js';
 import type { ClusterMerge } from './merge.js';
 import { mergeCluster, mergeNode, nodeSpecsEqual } from './merge.js';
+import { resourceConflicts, withResourceConflicts } from './resource-conflicts.js';
 import { computePolicyStatus, policyStatusEqual } from './status.js';
 
 /**
@@ -261,7 +262,7 @@ export function reconcilePolicy(policyName: string, view: ClusterView, merge?: C
   }
 
   const m = merge ?? mergeCluster(view.policies, view.nodes, view.states);
-  const status = computePolicyStatus({
+  const computed = computePolicyStatus({
     policy,
     nodes: view.nodes,
     states: view.states,
@@ -269,6 +270,7 @@ export function reconcilePolicy(policyName: string, view: ClusterView, merge?: C
     now: view.now,
     ...(decision.kind === 'waitForRelease' ? { pendingRelease: decision.pending } : {}),
   });
+  const status = withResourceConflicts(computed, policy.status, resourceConflicts(policy, view), view.now);
   if (!policyStatusEqual(policy.status, status)) {
     // The precondition names the version we read; an addFinalizer just before moves it (and is itself fenced by it).
     const fenced = rv !== undefined && writes.length === 0;

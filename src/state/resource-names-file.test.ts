@@ -88,7 +88,7 @@ describe('resource names file I/O', () => {
 
     await writeFileAtomic(path, '{"version":1,"names":{"0000:18:00.0":"no-domain"}}');
     expect(await f.check()).toBe(true);
-    expect(updates.at(-1)).toEqual({ names: new Map(), generation: undefined });
+    expect(updates.at(-1)).toEqual({ names: new Map(), withdrawn: new Set(), generation: undefined });
     expect(logger.warnings).toHaveLength(1);
     expect(await f.check()).toBe(false);
     expect(logger.warnings).toHaveLength(1); // warned once per bad version, not every tick
@@ -97,6 +97,11 @@ describe('resource names file I/O', () => {
     expect(await f.check()).toBe(true);
     expect(f.latest.names.get(A as never)).toBe('example.com/h100b');
     expect(updates).toHaveLength(4);
+
+    // The release window: GPUs the agent withdraws reach the plugin through the same file.
+    await writeFileAtomic(path, formatResourceNames(new Map([[A, 'example.com/h100b']]), 3, new Set([A])));
+    expect(await f.check()).toBe(true);
+    expect([...f.latest.withdrawn]).toEqual([A]);
   });
 
   it('serialises concurrent checks: each resolves only after onChange saw the file as of its call', async () => {

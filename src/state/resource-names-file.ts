@@ -45,6 +45,8 @@ export class ResourceNamesPublisher {
   private lastKey: string | undefined;
   private generation: number | undefined;
   private bindings: Bindings | undefined;
+  private names: ReadonlyMap<string, string> = new Map();
+  private withdrawn: ReadonlySet<string> = new Set();
   private chain: Promise<void> = Promise.resolve();
 
   constructor(private readonly deps: ResourceNamesPublisherDeps) {}
@@ -52,7 +54,9 @@ export class ResourceNamesPublisher {
   /** `snapshot` omitted: the bindings of the last snapshot given still hold. */
   publish(names: ReadonlyMap<string, string>, snapshot?: Bindings): Promise<void> {
     if (snapshot) this.bindings = snapshot;
-    const key = publicationKey(names, this.bindings);
+    this.names = new Map(names);
+    const withdrawn = new Set(this.withdrawn);
+    const key = publicationKey(names, this.bindings, withdrawn);
     const names2 = new Map(names);
     this.chain = this.chain.then(async () => {
       if (key === this.lastKey) return;
@@ -61,7 +65,7 @@ export class ResourceNamesPublisher {
       this.generation ??= await readGeneration(this.deps.path);
       const generation = this.generation + 1;
       try {
-        await writeFileAtomic(this.deps.path, formatResourceNames(names2, generation));
+        await writeFileAtomic(this.deps.path, formatResourceNames(names2, generation, withdrawn));
         this.generation = generation;
         this.lastKey = key;
         this.deps.logger.info({ path: this.deps.path, generation, names: Object.fromEntries(names2) }, 'published resource names');
@@ -71,6 +75,15 @@ export class ResourceNamesPublisher {
       }
     });
     return this.chain;
+  }
+
+  /**
+   * Publishes the set of GPUs the plugin must advertise Unhealthy (the agent is giving them back); the
+   * names stay as last published. Resolves when written — the plugin applies it at its next poll.
+   */
+  withdraw(addresses: ReadonlySet<string>): Promise<void> {
+    this.withdrawn = new Set(addresses);
+    return this.publish(this.names);
   }
 
   /** Resolves when every publish so far has been written (or has failed and been logged). */
@@ -90,6 +103,8 @@ async function readGeneration(path: string): Promise<number> {
 export interface ResourceNamesUpdate {
   /** Address → resource name; empty when the file is missing or bad. */
   readonly names: ReadonlyMap<PciAddress, string>;
+  /** GPUs to advertise Unhealthy (being released by the agent); empty when the file is missing or bad. */
+  readonly withdrawn: ReadonlySet<PciAddress>;
   /** The file's generation; undefined when it is missing or bad. */
   readonly generation: number | undefined;
 }
@@ -111,7 +126,7 @@ export interface ResourceNamesFollowerDeps {
  */
 export class ResourceNamesFollower {
   private stamp: string | undefined;
-  private current: ResourceNamesUpdate = { names: new Map(), generation: undefined };
+  private current: ResourceNamesUpdate = { names: new Map(), withdrawn: new Set(), generation: undefined };
   private inflight: Promise<boolean> | undefined;
 
   constructor(private readonly deps: ResourceNamesFollowerDeps) {}
@@ -137,13 +152,13 @@ export class ResourceNamesFollower {
     const stamp = st instanceof Error ? (st.code === 'ENOENT' ? 'missing' : `error:${st.code ?? st.message}`) : `${st.ino}:${st.size}:${st.mtimeMs}`;
     if (stamp === this.stamp) return false;
     this.stamp = stamp;
-    let next: ResourceNamesUpdate = { names: new Map(), generation: undefined };
+    let next: ResourceNamesUpdate = { names: new Map(), withdrawn: new Set(), generation: undefined };
     if (stamp === 'missing') {
       this.deps.logger.info({ path: this.deps.path }, 'no resource names file: default resource names');
     } else {
       try {
         const doc = parseResourceNames(await readFile(this.deps.path, 'utf8'));
-        next = { names: doc.names, generation: doc.generation };
+        next = { names: doc.names, withdrawn: doc.withdrawn, generation: doc.generation };
         this.deps.logger.info({ path: this.deps.path, generation: doc.generation, names: Object.fromEntries(doc.names) }, 'resource names file read');
       } catch (err) {
         // Vanished between stat and read: the same as missing. Anything else is a bad file, warned about

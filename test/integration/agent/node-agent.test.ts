@@ -40,11 +40,11 @@ describe('NodeAgent against the fake API server and the simulated kernel', () =>
   let sut: NodeAgent;
   let kube: ClientNodeKubeApi;
 
-  async function setup(profile: string): Promise<void> {
+  async function setup(profile: string, extra: Partial<ConstructorParameters<typeof NodeAgent>[0]> = {}): Promise<void> {
     kernel = new SimulatedKernel(await loadBuiltinProfile(profile));
     const engine = new HandoffEngine({ host: kernel, store: new MemoryStateStore(), clock: realClock, logger: silentLogger, verifyTimeoutMs: 100, writeTimeoutMs: 300 });
     kube = new ClientNodeKubeApi({ kubeConfig: server.kubeConfig() });
-    sut = new NodeAgent({ nodeName: NODE, engine, kube, podResources: pods, clock, logger: silentLogger, retryBaseMs: 1_000 });
+    sut = new NodeAgent({ nodeName: NODE, engine, kube, podResources: pods, clock, logger: silentLogger, retryBaseMs: 1_000, ...extra });
   }
 
   beforeEach(async () => {
@@ -108,6 +108,52 @@ describe('NodeAgent against the fake API server and the simulated kernel', () =>
     pods.holders = [];
     await sut.reconcileOnce();
     expect(phases()['0000:18:00.0']).toBe('Host');
+  });
+
+  it('counts a GPU held through another plugin whose device IDs are IOMMU group numbers (KubeVirt\u2019s own, older NVIDIA) as in use', async () => {
+    await setup('server-aspeed-4xh100');
+    await desire([{ address: '0000:18:00.0' }]);
+    await sut.reconcileOnce();
+    const group = obj().status?.gpus?.find((g) => g.address === '0000:18:00.0')?.iommuGroup;
+    expect(group).toBeTypeOf('number');
+    pods.holders = [{ namespace: 'vms', pod: 'virt-launcher-b', container: 'compute', resourceName: 'nvidia.com/GH100_H100_PCIE', deviceId: String(group) }];
+    await desire([]);
+    kernel.clearWriteLog();
+    await sut.reconcileOnce();
+    expect(phases()['0000:18:00.0']).toBe('Releasing/InUse');
+    expect(kernel.writeLog).toEqual([]);
+  });
+
+  it('closes the release window: withdraws the GPU from the device plugin, asks PodResources again, and does not unbind when a pod took it meanwhile', async () => {
+    const calls: string[] = [];
+    await setup('server-aspeed-4xh100', {
+      withdraw: async (set) => {
+        calls.push(`withdraw:${[...set].join(',')}`);
+      },
+    });
+    await desire([{ address: '0000:18:00.0' }]);
+    await sut.reconcileOnce();
+    await desire([]);
+    kernel.clearWriteLog();
+    // Free at the first look; kubelet admits a pod onto the GPU before the withdrawal reached it.
+    let lists = 0;
+    pods.list = async () => {
+      lists++;
+      calls.push(`list:${lists}`);
+      return lists === 1 ? [] : [{ namespace: 'vms', pod: 'virt-launcher-c', container: 'compute', resourceName: 'nvidia.com/GH100_H100_PCIE', deviceId: '0000:18:00.0' }];
+    };
+    calls.length = 0;
+    await sut.reconcileOnce();
+    expect(calls.slice(0, 3)).toEqual(['list:1', 'withdraw:0000:18:00.0', 'list:2']);
+    expect(kernel.writeLog).toEqual([]);
+    expect(phases()['0000:18:00.0']).toBe('Releasing/InUse');
+    // Still leaving: it stays withdrawn. Once the pod is gone it is released, then no longer withdrawn.
+    expect(calls.at(-1)).toBe('withdraw:0000:18:00.0');
+    pods.list = async () => [];
+    await sut.reconcileOnce();
+    expect(phases()['0000:18:00.0']).toBe('Host');
+    await sut.reconcileOnce();
+    expect(calls.at(-1)).toBe('withdraw:');
   });
 
   it('reports the boot GPU Failed without permission and Ready with it', async () => {

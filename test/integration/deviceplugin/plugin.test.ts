@@ -37,7 +37,7 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     expect(view.registrations).toHaveLength(1);
     expect(view.registrations[0]).toEqual({
       version: 'v1beta1',
-      endpoint: socketFileName(RTX),
+      endpoint: socketFileName(RTX, rig.dir),
       resource_name: RTX,
       options: { pre_start_required: false, get_preferred_allocation_available: true },
     });
@@ -168,7 +168,7 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     for (const a of [AUDIO0, GPU0, AUDIO1, GPU1]) kernel.removeDevice(a);
     await rig.kubelet.waitFor(() => rig.kubelet.resource(RTX)!.devices.length === 0, 3000, 'empty list');
     await rig.kubelet.waitFor(() => !rig.kubelet.resource(RTX)!.connected, 3000, 'stream closed');
-    await expect(stat(join(rig.dir, socketFileName(RTX)))).rejects.toThrow();
+    await expect(stat(join(rig.dir, socketFileName(RTX, rig.dir)))).rejects.toThrow();
     expect(rig.plugins!.deviceSets().size).toBe(0);
   });
 
@@ -177,7 +177,7 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     await rig.kubelet.restart();
     await rig.kubelet.waitFor(() => rig.kubelet.resource(RTX)!.registrations.length === 2 && rig.kubelet.healthy(RTX).length === 2, 5000, 're-registration');
     // The socket came back and answers; kubelet dialled it inside Register.
-    expect((await stat(join(rig.dir, socketFileName(RTX)))).isSocket()).toBe(true);
+    expect((await stat(join(rig.dir, socketFileName(RTX, rig.dir)))).isSocket()).toBe(true);
     await rig.kubelet.waitFor(() => rig.recorder.events.reregistered.length >= 1, 3000, 'reregistered recorded');
     expect(rig.recorder.events.reregistered.every(([r, t]) => r === RTX && ['kubelet_restart', 'socket_removed', 'stream_broken'].includes(t))).toBe(true);
     expect(rig.kubelet.registerCalls.every((c) => c.error === undefined)).toBe(true);
@@ -193,7 +193,7 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     await rig.kubelet.waitFor(() => rig.kubelet.healthy(RTX).length === 2, 5000, 'registration');
     await rig.kubelet.restart();
     await rig.kubelet.waitFor(() => rig.kubelet.resource(RTX)!.registrations.length === 2 && rig.kubelet.healthy(RTX).length === 2, 5000, 're-registration');
-    expect((await stat(join(rig.dir, socketFileName(RTX)))).isSocket()).toBe(true);
+    expect((await stat(join(rig.dir, socketFileName(RTX, rig.dir)))).isSocket()).toBe(true);
   });
 
   it('re-registers when the ListAndWatch stream breaks (kubelet never re-dials)', async () => {
@@ -241,7 +241,7 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     // A stale socket file (nobody listening) is removed and replaced.
     const staleDir = await makeRig(kernel);
     rigs.push(staleDir);
-    const stalePath = join(staleDir.dir, socketFileName(RTX));
+    const stalePath = join(staleDir.dir, socketFileName(RTX, staleDir.dir));
     // A crashed instance: its process died by SIGKILL, so nothing unlinked the socket file.
     const script = `require('net').createServer().listen(${JSON.stringify(stalePath)}, () => process.kill(process.pid, 'SIGKILL'))`;
     spawnSync(process.execPath, ['-e', script]);
@@ -260,7 +260,7 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     await rig.kubelet.waitFor(() => !rig.kubelet.resource(RTX)!.connected, 3000, 'stream ended');
     expect(kernel.writeLog).toEqual([]);
     expect(kernel.state().devices.filter((d) => d.driver === 'vfio-pci').map((d) => d.address)).toEqual([GPU0, AUDIO0, GPU1, AUDIO1]);
-    await expect(stat(join(rig.dir, socketFileName(RTX)))).rejects.toThrow();
+    await expect(stat(join(rig.dir, socketFileName(RTX, rig.dir)))).rejects.toThrow();
     // Capacity stays, allocatable drops to 0 until a new instance registers.
     expect(rig.kubelet.unhealthy(RTX)).toEqual([GPU0, GPU1]);
   });

@@ -71,4 +71,27 @@ describe('operator: KubeVirt registration', () => {
       expect(pciHostDevices(c)).toEqual([{ pciVendorSelector: '10DE:2331', resourceName: 'handoff.dev/10de-2331', externalResourceProvider: true }]),
     );
   });
+
+  it('reports a Conflict condition and a Warning Event when the KubeVirt CR permits our resource without externalResourceProvider', async () => {
+    // The form KubeVirt's docs show: virt-handler would start its own plugin for the same resource and
+    // kubelet's registration would flap between the two.
+    const docsEntry = { pciVendorSelector: '10DE:2331', resourceName: 'example.com/h100' };
+    c.server.seed('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', KUBEVIRT_CRD);
+    c.server.seed('kubevirt.io', 'v1', 'kubevirts', {
+      metadata: { name: 'kubevirt', namespace: 'kubevirt' },
+      spec: { configuration: { permittedHostDevices: { pciHostDevices: [docsEntry] } } },
+    });
+    c.startOperator();
+    await c.createPolicy('h100', { resourceName: 'example.com/h100' });
+    await eventually(() => expect(c.policy('h100')?.status?.conditions?.find((x) => x.type === 'Conflict')).toMatchObject({ status: 'True', reason: 'KubeVirtServesResource' }));
+    expect(c.policy('h100')?.status?.conditions?.find((x) => x.type === 'Conflict')?.message).toMatch(/externalResourceProvider: true/);
+    await eventually(() => expect(c.events().filter((e) => e.reason === 'Conflict' && e.name === 'h100' && /KubeVirt CR kubevirt permits/.test(e.message))).toHaveLength(1));
+    // Not adopted, not duplicated: the user's entry is theirs to fix.
+    expect(pciHostDevices(c)).toEqual([docsEntry]);
+
+    // Fixed by the user → the condition clears.
+    const kv = c.server.object('kubevirt.io', 'v1', 'kubevirts', 'kubevirt', 'kubevirt')!;
+    c.server.seed('kubevirt.io', 'v1', 'kubevirts', { ...kv, spec: { configuration: { permittedHostDevices: { pciHostDevices: [{ ...docsEntry, externalResourceProvider: true }] } } } });
+    await eventually(() => expect(condition(c.policy('h100'), 'Conflict')).toBe('False'));
+  });
 });

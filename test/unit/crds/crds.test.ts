@@ -4,6 +4,7 @@ import { GPU_PASSTHROUGH, NODE_GPU_PASSTHROUGH, isGpuPassthrough, isNodeGpuPasst
 import type { Crd, SchemaNode } from '../../../src/operator/crd-schema.js';
 import { celRules, checkInstalledCrd, crdVersion, openApiSchema, parseCrd } from '../../../src/operator/crd-schema.js';
 import { celViolations, loadSamples, loadShippedCrd, schemaValidator, validateSchema } from './support.js';
+import { KUBELET_RESOURCE_NAME_CASES } from '../../support/resource-name-cases.js';
 
 let gptCrd: Crd;
 let ngpCrd: Crd;
@@ -261,6 +262,17 @@ describe('CEL rules of GpuPassthrough', () => {
     expectRule('spec.resourceName', gpt({ resourceName }), violated);
   });
 
+  it.each(KUBELET_RESOURCE_NAME_CASES.filter(([name]) => name !== '').map(([name, valid]) => [name.length > 40 ? `${name.slice(0, 37)}…(${name.length})` : name, name, valid] as const))(
+    'resourceName %s: admitted (schema + CEL) exactly when kubelet accepts it (%s)',
+    (_label, resourceName, valid) => {
+      const policy = validateSchema(gptSchema, gpt({ resourceName }));
+      expect(policy.ok && celViolations(openApiSchema(gptCrd), policy.value).length === 0).toBe(valid);
+      const node = validateSchema(ngpSchema, ngp({ gpus: [{ address: '0000:41:00.0', policy: 'p', resourceName }] }));
+      const nodeAdmitted = node.ok && celViolations(openApiSchema(ngpCrd), node.value).length === 0;
+      expect(nodeAdmitted).toBe(valid);
+    },
+  );
+
   const someNodes = { matchLabels: { 'kubernetes.io/hostname': 'ws-01' } };
   it.each([
     ['boot GPU with an address and a node selector', { allowBootGpu: true, gpus: { addresses: ['0000:01:00.0'] }, nodeSelector: someNodes }, false],
@@ -312,6 +324,6 @@ describe('CEL rules of NodeGpuPassthrough', () => {
   });
 
   it('has exactly the rules tested above', () => {
-    expect(celRules(openApiSchema(ngpCrd)).map((r) => r.path)).toEqual(['status.gpus[]']);
+    expect(celRules(openApiSchema(ngpCrd)).map((r) => r.path).sort()).toEqual(['spec.gpus[].resourceName', 'status.gpus[]']);
   });
 });
