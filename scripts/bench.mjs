@@ -18,10 +18,17 @@ for (const f of files.sort()) {
   const run = Object.entries(mod).find(([k, v]) => /^run.*Bench$/.test(k) && typeof v === 'function');
   if (!run) continue;
   process.stderr.write(`running ${f} …\n`);
+  const name = f.replace(/-bench\.js$/, '');
   const t0 = Date.now();
-  Object.assign(results, await run[1]());
-  durations[f.replace(/-bench\.js$/, '')] = Math.round((Date.now() - t0) / 100) / 10;
-  process.stderr.write(`  done in ${durations[f.replace(/-bench\.js$/, '')]} s\n`);
+  try {
+    Object.assign(results, await run[1]());
+  } catch (err) {
+    // One failed benchmark is recorded as such; the others still run and are stored.
+    results[`${name}.error`] = String(err instanceof Error ? err.message : err).slice(0, 500);
+    process.exitCode = 1;
+  }
+  durations[name] = Math.round((Date.now() - t0) / 100) / 10;
+  process.stderr.write(`  done in ${durations[name]} s\n`);
 }
 const width = Math.max(...Object.keys(results).map((k) => k.length));
 for (const [k, v] of Object.entries(results)) console.log(`${k.padEnd(width)}  ${v}`);

@@ -15,29 +15,39 @@ const unescape = (s) => s.replace(/\\n/g, '\n').replace(/\\t/g, '\t').replace(/\
 const shQuote = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
 const ms = (a, b) => Math.round((b - a) * 1e6) / 1e3;
 
-/** Phases of one traced run, in ms, from strace's wall-clock timestamps. */
-export function attribute(trace) {
-  const lines = trace.split('\n').filter((l) => TIME.test(l));
+/**
+ * Phases of one traced run, in ms, from strace's wall-clock timestamps. `repo` is where dist/ and node_modules/ live.
+ * nodeStart: exec → first file of ours (Node's own start); load: → first discovery read of /sys/bus|class|kernel
+ * (loading our modules and their dependencies, lazily per subcommand); discoveryAndPlan: → first sysfs write (discovery,
+ * verdict, plan, lock, journal begin); steps: first → last sysfs write (with read-back checks and journal updates);
+ * afterLastWrite: → exit (verify-group, records, report).
+ */
+export function attribute(trace, repo) {
+  const lines = trace.split('\n').filter((l) => TIME.test(l)).sort((a, b) => Number(TIME.exec(a)[2]) - Number(TIME.exec(b)[2]));
   const at = (l) => Number(TIME.exec(l)[2]);
   const exec = lines.find((l) => /\sexecve\(/.test(l));
   const mainPid = exec ? TIME.exec(exec)[1] : '';
-  const firstSys = lines.find((l) => /openat\([^,]*, "\/sys\//.test(l));
+  const ours = lines.filter((l) => l.includes(`openat(AT_FDCWD</>, "${repo}/`) || l.includes(`openat(AT_FDCWD, "${repo}/`));
+  const firstSys = lines.find((l) => /openat\([^,]*, "\/sys\/(bus|class|kernel)\//.test(l));
   // The CLI's own exit, not that of a child it ran (modprobe).
   const exit = lines.find((l) => TIME.exec(l)[1] === mainPid && /exit_group\(/.test(l)) ?? lines.at(-1);
   const writes = lines.map((l) => WRITE.exec(l)).filter(Boolean).map((m) => ({ at: Number(m[2]), path: m[3], data: unescape(m[4]), ret: Number(m[5]), kernelMs: Number(m[6]) * 1000 }));
   const fsyncs = lines.map((l) => FSYNC.exec(l)).filter(Boolean).map((m) => ({ at: Number(m[2]), path: m[3], ms: Number(m[4]) * 1000 }));
-  if (!exec || !firstSys || writes.length === 0) return { error: 'trace has no execve, /sys open or sysfs write', lines: lines.length };
+  if (!exec || !firstSys || ours.length === 0 || writes.length === 0) return { error: 'trace has no execve, module load, /sys read or sysfs write', lines: lines.length };
   const t0 = at(exec);
   const first = writes[0].at;
   const last = writes.at(-1).at;
   const end = at(exit);
   return {
     totalMs: ms(t0, end),
-    startMs: ms(t0, at(firstSys)), // exec → first /sys open: Node start + loading our modules
-    discoveryAndPlanMs: ms(at(firstSys), first), // discovery, verdict, plan, lock + journal begin
-    stepsMs: ms(first, last), // first → last sysfs write: steps with their read-back checks and journal updates
-    afterLastWriteMs: ms(last, end), // verify-group, final journal/record, report
-    kernelWriteMs: Math.round(writes.reduce((n, w) => n + w.kernelMs, 0) * 1000) / 1000, // time inside the sysfs write syscalls
+    nodeStartMs: ms(t0, at(ours[0])),
+    loadMs: ms(at(ours[0]), at(firstSys)),
+    discoveryAndPlanMs: ms(at(firstSys), first),
+    stepsMs: ms(first, last),
+    afterLastWriteMs: ms(last, end),
+    moduleFiles: ours.length,
+    modulesAfterDiscoveryStarted: ours.filter((l) => at(l) > at(firstSys)).length,
+    kernelWriteMs: Math.round(writes.reduce((n, w) => n + w.kernelMs, 0) * 1000) / 1000, // inside the sysfs write syscalls
     fsyncs: fsyncs.length,
     fsyncMs: Math.round(fsyncs.reduce((n, f) => n + f.ms, 0) * 1000) / 1000,
     writes: writes.map(({ path, data, ret, kernelMs }) => ({ path, data, ret, kernelMs })),
@@ -67,7 +77,7 @@ const wall = (cmd, args, env) => {
 };
 
 /**
- * `h` carries run.mjs's helpers: { CLI, OUT, BOOT_GPU, AUDIO, record, cliStep, modprobe, waitFor, driverOf, report, flush, log, rounds }.
+ * `h` carries run.mjs's helpers: { CLI, REPO, OUT, BOOT_GPU, AUDIO, record, cliStep, modprobe, waitFor, driverOf, report, flush, log, rounds }.
  */
 export function handoffTiming(h) {
   const { CLI, BOOT_GPU, AUDIO } = h;
@@ -85,7 +95,7 @@ export function handoffTiming(h) {
     process.execPath, CLI, ...prepareArgs]);
   const trace = readFileSync(traceFile, 'utf8');
   writeFileSync(join(h.OUT, 'prepare.strace'), trace); // for reading offline next to serial.log
-  const attribution = attribute(trace);
+  const attribution = attribute(trace, h.REPO);
   h.record('traced-prepare', { data: { status: traced.status, stdout: traced.stdout, stderr: traced.stderr, wallMs: traced.ms, attribution } });
   if (attribution.error) throw new Error(`strace attribution failed: ${attribution.error}\n${trace.slice(0, 3000)}`);
   const bare = bareScript(attribution.writes);

@@ -303,7 +303,7 @@ const scenarios = {
 
   // f. The boot-VGA handoff on native drivers timed against the bare recipe (same writes, plain sh), in one boot.
   handoffTiming() {
-    handoffTiming({ CLI, OUT, BOOT_GPU, AUDIO: '0000:00:02.1', record, cliStep, modprobe, waitFor, driverOf, report, flush, log, rounds: env.e2e_rounds });
+    handoffTiming({ CLI, REPO, OUT, BOOT_GPU, AUDIO: '0000:00:02.1', record, cliStep, modprobe, waitFor, driverOf, report, flush, log, rounds: env.e2e_rounds });
   },
 };
 
