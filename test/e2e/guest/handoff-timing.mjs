@@ -16,6 +16,32 @@ const shQuote = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
 const ms = (a, b) => Math.round((b - a) * 1e6) / 1e3;
 
 /**
+ * With -f, a syscall interrupted by another thread's is split into `<pid> <t> write(… <unfinished ...>` and, later,
+ * `<pid> <t'> <... write resumed>) = 8 <0.01>`; join each pair into one line at the start time.
+ */
+export function joinResumed(lines) {
+  const open = new Map();
+  const out = [];
+  for (const l of lines) {
+    const pid = TIME.exec(l)[1];
+    if (l.endsWith('<unfinished ...>')) {
+      open.set(pid, { line: l.slice(0, -'<unfinished ...>'.length).trimEnd(), index: out.length });
+      out.push(l);
+      continue;
+    }
+    const resumed = /<\.\.\. \w+ resumed>\s?(.*)$/.exec(l);
+    const start = open.get(pid);
+    if (resumed && start) {
+      out[start.index] = `${start.line}${resumed[1]}`;
+      open.delete(pid);
+      continue;
+    }
+    out.push(l);
+  }
+  return out;
+}
+
+/**
  * Phases of one traced run, in ms, from strace's wall-clock timestamps. `repo` is where dist/ and node_modules/ live.
  * nodeStart: exec → first file of ours (Node's own start); load: → first discovery read of /sys/bus|class|kernel
  * (loading our modules and their dependencies, lazily per subcommand); discoveryAndPlan: → first sysfs write (discovery,
@@ -23,7 +49,7 @@ const ms = (a, b) => Math.round((b - a) * 1e6) / 1e3;
  * afterLastWrite: → exit (verify-group, records, report).
  */
 export function attribute(trace, repo) {
-  const lines = trace.split('\n').filter((l) => TIME.test(l)).sort((a, b) => Number(TIME.exec(a)[2]) - Number(TIME.exec(b)[2]));
+  const lines = joinResumed(trace.split('\n').filter((l) => TIME.test(l))).sort((a, b) => Number(TIME.exec(a)[2]) - Number(TIME.exec(b)[2]));
   const at = (l) => Number(TIME.exec(l)[2]);
   const exec = lines.find((l) => /\sexecve\(/.test(l));
   const mainPid = exec ? TIME.exec(exec)[1] : '';
