@@ -6,7 +6,7 @@ import type { Selection } from '../handoff/engine.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { handoffJson, handoffText, inspectJson, inspectText } from './format.js';
 import { crashHookFromEnv, createEngine, openHost } from './host.js';
-import { createLogger } from './logger.js';
+import { createLineLogger } from './line-logger.js';
 import { VERSION } from './version.js';
 
 interface GlobalOpts {
@@ -54,7 +54,7 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
     .description('explain, per GPU, whether it can be passed through and why not (read-only)')
     .option('--allow-boot-gpu', 'judge the boot GPU as if --allow-boot-gpu were given to prepare')
     .action(async (opts: GlobalOpts & { allowBootGpu?: boolean }) => {
-      const logger = createLogger(opts.logLevel);
+      const logger = createLineLogger(opts.logLevel);
       const { host, store, simulated } = await openHost(opts);
       const engine = createEngine(host, store, logger, { simulated });
       const report = await engine.inspect({ allowBootGpu: opts.allowBootGpu ?? false });
@@ -69,7 +69,7 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
     .option('--dry-run', 'print the plan, change nothing')
     .action(async (gpus: string[], opts: GlobalOpts & { all?: boolean; allowBootGpu?: boolean; dryRun?: boolean }) => {
       const sel = selection(gpus, opts.all);
-      const logger = createLogger(opts.logLevel);
+      const logger = createLineLogger(opts.logLevel);
       const { host, store, simulated } = await openHost(opts);
       const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env) });
       const report = await engine.prepare(sel, { allowBootGpu: opts.allowBootGpu ?? false, dryRun: opts.dryRun ?? false });
@@ -85,7 +85,7 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
     .option('--dry-run', 'print the plan, change nothing')
     .action(async (gpus: string[], opts: GlobalOpts & { all?: boolean; force?: boolean; dryRun?: boolean }) => {
       const sel = selection(gpus, opts.all);
-      const logger = createLogger(opts.logLevel);
+      const logger = createLineLogger(opts.logLevel);
       const { host, store, simulated } = await openHost(opts);
       const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env) });
       const report = await engine.release(sel, { force: opts.force ?? false, dryRun: opts.dryRun ?? false });

@@ -7,6 +7,8 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, statSync, writeFil
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { handoffTiming } from './handoff-timing.mjs';
+
 const env = process.env;
 const REPO = env.e2e_repo ?? '';
 const OUT = env.e2e_out ?? '/tmp';
@@ -297,6 +299,11 @@ const scenarios = {
     });
     if (crash.cli.signal === 'SIGKILL') cliStep('rerun', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
     cliStep('release', ['release', BOOT_GPU, '--json']);
+  },
+
+  // f. The boot-VGA handoff on native drivers timed against the bare recipe (same writes, plain sh), in one boot.
+  handoffTiming() {
+    handoffTiming({ CLI, REPO, OUT, BOOT_GPU, AUDIO: '0000:00:02.1', record, cliStep, modprobe, waitFor, driverOf, report, flush, log, rounds: env.e2e_rounds });
   },
 };
 

@@ -35,7 +35,7 @@ export interface Kernel {
   readonly initrd: string;
 }
 
-const HOST_PACKAGES = ['qemu-system-x86', 'ovmf', 'busybox-static', 'kmod', 'cpio', 'xz-utils', 'zstd'] as const;
+const HOST_PACKAGES = ['qemu-system-x86', 'ovmf', 'busybox-static', 'kmod', 'cpio', 'xz-utils', 'zstd', 'strace'] as const;
 /** One probe per package: a file that only that package ships. */
 const HOST_PROBES: readonly string[] = [
   '/usr/bin/qemu-system-x86_64',
@@ -45,6 +45,7 @@ const HOST_PROBES: readonly string[] = [
   '/usr/bin/cpio',
   '/usr/bin/xz',
   '/usr/bin/zstd',
+  '/usr/bin/strace', // the handoff-timing scenario traces prepare in the guest (host /usr is shared)
 ];
 /** Resolved package names are reused this long; `apt-get update` then runs again to find newer kernels. */
 const RESOLVE_TTL_MS = 12 * 3600_000;
