@@ -58,8 +58,8 @@ describe.skipIf(skip)(`shipped manifests on a real kube-apiserver${skip ? ` (ski
     // kustomize v5.5 puts a namespace on the (cluster-scoped) admission policy; the server drops it.
     const vap = await cp.ok<Obj>('GET', '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/vfio-handoff-agent-own-node');
     expect(vap.metadata.namespace).toBeUndefined();
-    // And the policy compiles: no type-checking warnings from the server.
-    await expect.poll(async () => (await cp.ok<{ status?: { typeChecking?: { expressionWarnings?: unknown[] } } }>('GET', '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/vfio-handoff-agent-own-node')).status?.typeChecking, { timeout: 30_000 }).toEqual({});
+    // That it compiles and denies is shown by the least-privilege tests below (status.typeChecking is
+    // written by kube-controller-manager, which this control plane does not run).
   });
 
   it('kubectl kustomize deploy/plugin (the plugin-only DaemonSet) is accepted', async () => {
