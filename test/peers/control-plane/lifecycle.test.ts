@@ -200,8 +200,24 @@ describe.skipIf(skip)(`operator and agents as their own ServiceAccounts on a rea
   });
 
   it('KubeVirt registration: the operator adds its externalResourceProvider entry to the KubeVirt CR', async () => {
-    // KubeVirt's CRD as the fake-server tests install it, with the schema a v1 CRD needs on a real server
-    // (KubeVirt's own CRD from its pinned module comes with the KubeVirt peer).
+    // KubeVirt's CRD as the fake-server tests install it (test/integration/operator/kubevirt.test.ts) has no
+    // schema: the fake server takes it, a real one refuses a v1 CRD without one.
+    const schemaless = {
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: { name: 'kubevirts.kubevirt.io' },
+      spec: {
+        group: 'kubevirt.io',
+        scope: 'Namespaced',
+        names: { plural: 'kubevirts', singular: 'kubevirt', kind: 'KubeVirt', listKind: 'KubeVirtList' },
+        versions: [{ name: 'v1', served: true, storage: true, subresources: { status: {} } }],
+      },
+    };
+    const refused = await cp.request('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', { body: schemaless });
+    expect(refused.status).toBe(422);
+    expect(refused.text).toContain('schemas are required');
+    // So: the same CRD with the least schema a v1 CRD needs (KubeVirt's own CRD from its pinned module
+    // comes with the KubeVirt peer).
     await cp.ok('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', {
       body: {
         apiVersion: 'apiextensions.k8s.io/v1',
