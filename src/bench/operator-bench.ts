@@ -37,20 +37,21 @@ export interface OperatorBenchOptions {
   operatorProcess?: 'child' | 'inline';
 }
 
-const CHILD_FLAG = '--operator-bench-child';
+export const CHILD_FLAG = '--operator-bench-child';
 
-interface MemoryReport {
+export interface MemoryReport {
   rss: number;
   heapUsed: number;
   peakRss: number;
 }
 
 /** The operator side of the benchmark, alone in a child process; talks to the parent over IPC. */
-async function childMain(url: string): Promise<void> {
+async function childMain(url: string, token = 'bench', caFile?: string): Promise<void> {
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromOptions({
-    clusters: [{ name: 'fake', server: url, skipTLSVerify: true }],
-    users: [{ name: 'bench', token: 'bench' }],
+    // The fake API server's certificate is throwaway; the real one (operator-apiserver-bench) is checked.
+    clusters: [caFile ? { name: 'fake', server: url, caFile } : { name: 'fake', server: url, skipTLSVerify: true }],
+    users: [{ name: 'bench', token }],
     contexts: [{ name: 'fake', cluster: 'fake', user: 'bench' }],
     currentContext: 'fake',
   });
@@ -88,7 +89,7 @@ function operatorDeps(kubeConfig: KubeConfig, signal: AbortSignal, api?: ClientN
   };
 }
 
-function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
+export function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const onMessage = (m: { type?: string }): void => {
       if (m.type !== type) return;
@@ -102,9 +103,9 @@ function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
   });
 }
 
-if (process.argv[2] === CHILD_FLAG && process.argv[3]) void childMain(process.argv[3]);
+if (process.argv[2] === CHILD_FLAG && process.argv[3]) void childMain(process.argv[3], process.argv[4], process.argv[5]);
 
-function inventoryOf(gpus: number): InventoryGpu[] {
+export function inventoryOf(gpus: number): InventoryGpu[] {
   return Array.from({ length: gpus }, (_, g) => ({
     address: `0000:${(0x41 + g).toString(16).padStart(2, '0')}:00.0`,
     vendorId: '10de',

@@ -41,6 +41,8 @@ describe.skipIf(!kubectl.path)('deploy/ (kubectl kustomize)', () => {
         'ServiceAccount/vfio-handoff-operator',
         'ServiceMonitor/vfio-handoff-agent',
         'ServiceMonitor/vfio-handoff-operator',
+        'ValidatingAdmissionPolicy/vfio-handoff-agent-own-node',
+        'ValidatingAdmissionPolicyBinding/vfio-handoff-agent-own-node',
       ].sort(),
     );
   });
