@@ -75,6 +75,13 @@ export class TreeKernel {
     return { ...process.env, PATH: `${join(this.work, 'bin')}:${process.env.PATH ?? ''}`, TREE_KERNEL_MODPROBE: this.modprobeQueue };
   }
 
+  /** Stops serving `path` (a test is about to replace the attribute with something that misbehaves). */
+  detach(path: string): void {
+    this.watchers.get(path)?.close();
+    this.watchers.delete(path);
+    this.seen.delete(path);
+  }
+
   /** Applies every write made so far (call before asserting on `kernel.state()`). */
   settle(): Promise<void> {
     this.kick();

@@ -70,19 +70,20 @@ describe('exit codes of the README table (built CLI, materialised tree, real sta
     expect(await group1()).toEqual(ON_VFIO);
     const again = await cli(['prepare', GPU, '--allow-boot-gpu', '--json']);
     expect(again.code).toBe(0);
-    expect(JSON.parse(again.stdout).outcomes.map((o: { outcome: string }) => o.outcome)).toEqual(['already']);
+    expect(JSON.parse(again.stdout).results.map((o: { outcome: string }) => o.outcome)).toEqual(['already']);
   });
 
   it('5: a host write fails — the group is rolled back to the drivers it had', async () => {
     // The audio driver's unbind attribute cannot be written (EISDIR): the 7th step fails after the GPU is
     // already on vfio-pci, so the rollback has real work to do.
+    tk.detach('sys/bus/pci/drivers/snd_hda_intel/unbind');
     const unbind = join(tk.root, 'sys/bus/pci/drivers/snd_hda_intel/unbind');
     await rm(unbind);
     await mkdir(unbind);
     const r = await cli(['prepare', GPU, '--allow-boot-gpu', '--json']);
     expect(r.code, r.stderr).toBe(5);
     const doc = JSON.parse(r.stdout);
-    expect(doc.outcomes[0]).toMatchObject({ outcome: 'rolled_back', error: { code: 'HOST_WRITE_FAILED' } });
+    expect(doc.results[0]).toMatchObject({ outcome: 'rolled_back', error: { code: 'HOST_WRITE_FAILED' } });
     expect(await group1()).toEqual(ON_HOST);
     expect(await new FileStateStore({ dir: state }).readJournal()).toBeUndefined();
   });
@@ -103,6 +104,7 @@ describe('exit codes of the README table (built CLI, materialised tree, real sta
   it('7: the lock is held by another live run — the second run exits 7 and writes nothing', async () => {
     // drivers_probe becomes a FIFO nobody reads: the first run blocks in step 5 (its write times out only
     // after 10 s), holding the lock, right after it set the GPU's driver_override.
+    tk.detach('sys/bus/pci/drivers_probe');
     const probe = join(tk.root, 'sys/bus/pci/drivers_probe');
     await rm(probe);
     await new Promise<void>((resolve, reject) => execFile('mkfifo', [probe], (err) => (err ? reject(err) : resolve())));
