@@ -37,9 +37,9 @@ export default {
   timeoutMS: 5_000,
   timeoutFactor: 3,
   reporters: ['clear-text', 'progress-append-only', 'json'],
-  jsonReporter: { fileName: `.stryker-tmp/${area}.mutation.json` },
+  jsonReporter: { fileName: `reports/mutation/${area}.json` },
   clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true, reportMutants: true },
-  tempDirName: '.stryker-tmp',
+  tempDirName: `.stryker-tmp-${area}`,
   cleanTempDir: 'always',
   thresholds: { high: 90, low: BREAK[/** @type {keyof typeof BREAK} */ (area)], break: BREAK[/** @type {keyof typeof BREAK} */ (area)] },
 };

@@ -5,7 +5,7 @@
  * on vfio-pci whose /dev/vfio node is missing). Expectations come from the kernel's rules (kernel.md:
  * a group is viable when every endpoint is unbound or on vfio-pci/pci-stub) and the README, not from the code.
  */
-import { mkdtemp, rm, unlink } from 'node:fs/promises';
+import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -104,6 +104,22 @@ const CASES: Record<string, { with: Case; without: Case }> = {
   },
 };
 
+/** What each message must tell the operator for the "with" host above. */
+const MESSAGES: Record<string, RegExp> = {
+  IOMMU_OFF: /VT-d\/AMD-Vi.*intel_iommu=on or amd_iommu=on/,
+  NO_IOMMU_GROUP: /^0000:18:00\.0 has no IOMMU group$/,
+  FOREIGN_DEVICE: /^0000:02:00\.0 \(USB controller 0x0c0330, 8086:15f0, driver xhci_hcd\) shares IOMMU group 1 .*go to the VM/,
+  BOOT_GPU_NOT_PERMITTED: /^0000:01:00\.0 is the boot GPU \(firmware console on efi-framebuffer\.0\); pass --allow-boot-gpu/,
+  VFIO_PCI_MISSING: /vfio-pci .*neither loaded nor available as a module/,
+  SRIOV_VFS_ENABLED: /^0000:85:00\.0 has 1 SR-IOV VFs enabled; .*echo 0 > sriov_numvfs/,
+  CONSOLE_WILL_GO_DARK: /^efi-framebuffer\.0 \(efifb\) and the framebuffer console will be released/,
+  SYSFB_REMOVED_BY_ANY_VGA: /^on kernel 6\.1\.0-56-amd64 binding any VGA-class GPU to vfio-pci also removes the boot framebuffer efi-framebuffer\.0/,
+  FRAMEBUFFER_NOT_RESTORABLE: /unregisters the firmware framebuffer for good.*native GPU driver or a reboot/,
+  NO_RESET_METHOD: /^0000:18:00\.0 offers no reset method/,
+  BOOT_GPU: /^0000:01:00\.0 is the boot GPU; the host loses its console/,
+  FOREIGN_DEVICE_ON_VFIO: /^0000:02:00\.0 \(USB controller 0x0c0330, 8086:15f0, driver vfio-pci\) shares IOMMU group 1 and goes to the VM with the GPU/,
+};
+
 /**
  * Declared in src/handoff/verdict.ts but produced nowhere (and not in the README): listed so that the
  * table above has to grow the day they are.
@@ -120,12 +136,33 @@ describe('every reason and warning code', () => {
     it(`${code}: given on a host with the condition, not on one without`, async () => {
       const yes = await assess(await c.with.host(), c.with.gpu, c.with.allowBootGpu);
       expect(codes(yes)).toContain(code);
+      // The message says what to do or names what is in the way.
+      expect([...yes.reasons, ...yes.warnings].find((f) => f.code === code)?.message).toMatch(MESSAGES[code]!);
       const no = await assess(await c.without.host(), c.without.gpu, c.without.allowBootGpu);
       expect(codes(no)).not.toContain(code);
       // Reasons block; warnings never do.
       if ((REASON_CODES as readonly string[]).includes(code)) expect(yes.verdict).toBe('blocked');
     });
   }
+
+  it('FOREIGN_DEVICE also for a group member that cannot be read (garbage ids): it cannot be vouched for', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'vh-unreadable-'));
+    try {
+      await materialiseProfile(await loadBuiltinProfile('foreign-usb-in-group'), root);
+      await writeFile(join(root, 'sys/bus/pci/devices/0000:02:00.0/vendor'), 'zz\n');
+      const report = await engine(new NodeHost({ root })).inspect({ allowBootGpu: true });
+      const a = report.assessments.find((x) => x.gpu.fn.address === '0000:01:00.0')!;
+      expect(a.verdict).toBe('blocked');
+      expect(a.reasons).toEqual([{ code: 'FOREIGN_DEVICE', message: expect.stringMatching(/^0000:02:00\.0 shares IOMMU group 1 but could not be read/) }]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('BOOT_GPU_NOT_PERMITTED names the framebuffers only when the boot GPU holds one', async () => {
+    const a = await assess(await loadBuiltinProfile('server-aspeed-4xh100'), '0000:02:00.0');
+    expect(a.reasons).toEqual([{ code: 'BOOT_GPU_NOT_PERMITTED', message: '0000:02:00.0 is the boot GPU (firmware console); pass --allow-boot-gpu to take it' }]);
+  });
 
   it('NO_RESET_METHOD is given for a GPU that is already ready, too', async () => {
     const p = withDevices(await loadBuiltinProfile('server-aspeed-l40s-vfio'), { '0000:18:00.0': { resetMethods: [] } });
