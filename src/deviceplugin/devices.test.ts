@@ -122,6 +122,10 @@ describe('device sets: readiness details, order and change detection', () => {
     expect(notReadyReason(ghost, ghost.gpus[1]!)).toBe('GROUP_NOT_VIABLE');
   });
 
+  it('skips a ready GPU that no resource names and that was never advertised', () => {
+    expect(computeDeviceSets(twoGpuHost(), () => undefined).size).toBe(0);
+  });
+
   it('lists each resource\u2019s devices in address order, whatever order the snapshot has', () => {
     const s = twoGpuHost();
     const reversed = { ...s, gpus: [...s.gpus].reverse() };
