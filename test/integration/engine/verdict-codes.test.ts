@@ -172,6 +172,46 @@ describe('every reason and warning code', () => {
   });
 });
 
+describe('conditions that must not raise a code', () => {
+  it('a foreign device someone already gave to vfio-pci no longer blocks the GPU', async () => {
+    const p = await loadBuiltinProfile('foreign-usb-in-group');
+    const host = withDevices(p, { '0000:02:00.0': onVfio }, { loadedDrivers: [...p.loadedDrivers, 'vfio-pci'] });
+    const a = await assess(host, '0000:01:00.0');
+    expect(a.verdict).toBe('preparable');
+    expect(a.reasons).toEqual([]);
+  });
+
+  it('vfio-pci loaded (built in) but not available as a module: not missing', async () => {
+    const p = await loadBuiltinProfile('server-aspeed-4xh100');
+    const a = await assess({ ...p, loadedDrivers: [...p.loadedDrivers, 'vfio-pci'], availableModules: [] }, '0000:18:00.0');
+    expect(a.verdict).toBe('preparable');
+  });
+
+  it('without fbcon bound, only the framebuffer is said to go dark', async () => {
+    const p = await loadBuiltinProfile('workstation-efifb');
+    const host = { ...p, vtconsoles: [{ name: 'vtcon0', description: '(S) dummy device', bound: true }, { name: 'vtcon1', description: '(M) frame buffer device', bound: false }] };
+    const a = await assess(host, '0000:01:00.0', true);
+    expect(a.warnings.find((w) => w.code === 'CONSOLE_WILL_GO_DARK')?.message).toBe('efi-framebuffer.0 (efifb) will be released: the local console goes dark');
+  });
+
+  it('on 6.1 a 3D-class second GPU does not remove the boot framebuffer; on 6.12 a VGA one neither', async () => {
+    const p = await loadBuiltinProfile('workstation-efifb-6.1');
+    const threeD = withDevices(p, { '0000:03:00.0': { class: '0x030200' } });
+    expect(codes(await assess(threeD, '0000:03:00.0'))).not.toContain('SYSFB_REMOVED_BY_ANY_VGA');
+    expect(codes(await assess(threeD, '0000:03:00.0'))).not.toContain('FRAMEBUFFER_NOT_RESTORABLE');
+    const on612 = { ...p, kernelRelease: '6.12.41+deb13-amd64' };
+    expect(codes(await assess(on612, '0000:03:00.0'))).toEqual([]);
+  });
+
+  it('release of a GPU without an IOMMU group plans nothing and writes nothing', async () => {
+    const kernel = new SimulatedKernel(await loadBuiltinProfile('iommu-off'));
+    const sut = engine(kernel);
+    const report = await sut.release({ all: false, selectors: [{ kind: 'address', address: '0000:01:00.0' as PciAddress }] });
+    expect(report.plan.groups).toEqual([]);
+    expect(kernel.writeLog).toEqual([]);
+  });
+});
+
 describe('readiness of a group already on vfio-pci (the kernel hands out only viable groups)', () => {
   it('a foreign device on vfio-pci goes with the GPU: ready, with FOREIGN_DEVICE_ON_VFIO naming it', async () => {
     const a = await assess(await foreignGroup(onVfio), '0000:01:00.0');
