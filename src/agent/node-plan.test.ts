@@ -128,11 +128,32 @@ describe(`${planNode.name}: every phase and reason`, () => {
     expect(out.statuses.find((s) => s.address === '0000:02:00.0')!.reason).toBeUndefined();
   });
 
+  it('lastTransitionTime comes from this GPU\u2019s own previous status, not another one\u2019s', async () => {
+    const snapshot = await snapshotOf('server-aspeed-4xh100');
+    const OLD = '2026-01-01T00:00:00.000Z';
+    const previous = [{ address: '0000:02:00.0', phase: 'Host' as const, lastTransitionTime: OLD }];
+    const out = planNode({ ...base, snapshot, spec: undefined, previous });
+    expect(out.statuses.find((s) => s.address === '0000:02:00.0')?.lastTransitionTime).toBe(OLD);
+    expect(out.statuses.find((s) => s.address === '0000:3b:00.0')?.lastTransitionTime).toBe(NOW);
+  });
+
+  it('a group we prepared that is only partly on vfio-pci is released; one someone else bound but not viable is Host', async () => {
+    const base4 = await loadBuiltinProfile('workstation-efifb');
+    const kernel = new SimulatedKernel(base4);
+    kernel.setDriverBinding('0000:01:00.0', 'vfio-pci');
+    const snapshot = await discoverHost(kernel);
+    const ours = planNode({ ...base, snapshot, spec: { gpus: [] }, records: new Map([record(1)]) });
+    expect(ours.release).toEqual(['0000:01:00.0']);
+    const theirs = planNode({ ...base, snapshot, spec: { gpus: [] } });
+    expect(theirs.release).toEqual([]);
+    expect(theirs.statuses.find((s) => s.address === '0000:01:00.0')).toMatchObject({ phase: 'Host', reason: 'ExternallyBound' });
+  });
+
   it('a desired GPU the node does not have: Failed NotFound, listed in address order', async () => {
     const snapshot = await snapshotOf('server-aspeed-4xh100');
     const out = planNode({ ...base, snapshot, spec: { gpus: [{ address: '0000:05:00.0', policy: 'p', resourceName: 'x.io/y' }] } });
     expect(out.statuses.map((s) => s.address)).toEqual(['0000:02:00.0', '0000:05:00.0', '0000:18:00.0', '0000:3b:00.0', '0000:9b:00.0', '0000:bb:00.0']);
-    expect(out.statuses.find((s) => s.address === '0000:05:00.0')).toEqual({
+    expect(out.statuses.find((s) => s.address === '0000:05:00.0')).toStrictEqual({
       address: '0000:05:00.0',
       phase: 'Failed',
       reason: 'NotFound',

@@ -99,5 +99,12 @@ describe('PCI address helpers: exact answers and messages', () => {
     expect(normaliseHexId('0x030000', 6)).toBe('030000');
     expect(() => normaliseHexId('', 4)).toThrow(InvalidArgumentError);
     expect(() => normaliseHexId('0x10de0x', 4)).toThrow(InvalidArgumentError);
+    expect(() => normaliseHexId('10x0', 4)).toThrow(InvalidArgumentError);
+    expect(() => normaliseHexId('zz10', 4)).toThrow(InvalidArgumentError);
+  });
+
+  it('vendor:device is anchored and lower-cased on both halves', () => {
+    expect(parseVendorDevice('0x10DE:0x23AB')).toEqual({ vendorId: '10de', deviceId: '23ab' });
+    expect(() => parseVendorDevice('x10de:2331')).toThrow(InvalidArgumentError);
   });
 });
