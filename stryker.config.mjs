@@ -18,8 +18,13 @@ const AREAS = {
   operator: ['src/operator/merge.ts', 'src/operator/status.ts', 'src/operator/kubevirt.ts'],
   core: ['src/core/pci-address.ts', 'src/agent/node-plan.ts'],
 };
-/** Break thresholds (% killed of covered + uncovered mutants) set from the first full run; see README "Tests". */
-const BREAK = { handoff: 85, executor: 85, deviceplugin: 85, operator: 85, core: 85 };
+/**
+ * Break thresholds (% of mutants killed or timed out), one point under each area's first run on the shared 2-core
+ * machine (2026-11-30): deviceplugin 77.25, operator 74.06 (both before the tests written from their
+ * survivors), core 93.24. handoff: the first full run did not finish in the time available (partial score in
+ * the i16 report); executor has not had a full run: no threshold until it has (null never fails).
+ */
+const BREAK = { handoff: 70, executor: null, deviceplugin: 76, operator: 73, core: 92 };
 
 const area = process.env.STRYKER_AREA ?? 'handoff';
 if (!(area in AREAS)) throw new Error(`STRYKER_AREA must be one of ${Object.keys(AREAS).join(', ')}`);
@@ -45,5 +50,7 @@ export default {
   clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true, reportMutants: true },
   tempDirName: `.stryker-tmp-${area}`,
   cleanTempDir: 'always',
-  thresholds: { high: 90, low: BREAK[/** @type {keyof typeof BREAK} */ (area)], break: BREAK[/** @type {keyof typeof BREAK} */ (area)] },
+  thresholds: { high: 90, low: 85, break: BREAK[/** @type {keyof typeof BREAK} */ (area)] },
+  // Other areas' sandboxes and reports are not part of the project.
+  ignorePatterns: ['.stryker-tmp*', 'reports', 'dist', '.cache'],
 };
