@@ -21,10 +21,10 @@ const AREAS = {
 /**
  * Break thresholds (% of mutants killed or timed out), one point under each area's first run on the shared 2-core
  * machine (2026-11-30): deviceplugin 77.25, operator 74.06 (both before the tests written from their
- * survivors), core 93.24. handoff: the first full run did not finish in the time available (partial score in
- * the i16 report); executor has not had a full run: no threshold until it has (null never fails).
+ * survivors), core 93.24. handoff: its first run was stopped at 369 of 571 mutants (85 % of those killed), so
+ * 84 until a full run; executor has not had a full run: no threshold until it has (null never fails).
  */
-const BREAK = { handoff: 70, executor: null, deviceplugin: 76, operator: 73, core: 92 };
+const BREAK = { handoff: 84, executor: null, deviceplugin: 76, operator: 73, core: 92 };
 
 const area = process.env.STRYKER_AREA ?? 'handoff';
 if (!(area in AREAS)) throw new Error(`STRYKER_AREA must be one of ${Object.keys(AREAS).join(', ')}`);
