@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from './errors.js';
-import { comparePciAddress, parsePciAddress, parseVendorDevice, pciAddressParts, type PciAddress } from './pci-address.js';
+import { comparePciAddress, isPciAddress, normaliseHexId, parsePciAddress, parseVendorDevice, pciAddressParts, type PciAddress } from './pci-address.js';
 
 const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
 const parts = fc.record({
@@ -42,7 +42,7 @@ describe(parsePciAddress.name, () => {
       }),
       { numRuns: 2000 },
     );
-  });
+  }, 60_000); // 2,000 cases: an explicit budget rather than vitest's 5 s default, which a busy machine outlasts
 
   it.each(['0000:01:00.0/..', '../0000:01:00.0', '0000:01:20.0', '0000:01:00.8', '0000:01:00.0\u0000', ' 0000:01:00.0', '0000:01:00'])('rejects %j', (raw) => {
     expect(() => parsePciAddress(raw, { allowShort: true })).toThrow(InvalidArgumentError);
@@ -60,5 +60,51 @@ describe(parseVendorDevice.name, () => {
   });
   it.each(['10de', '10de:233', '10de:2331:1', 'zzzz:2331'])('rejects %j', (raw) => {
     expect(() => parseVendorDevice(raw)).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('PCI address helpers: exact answers and messages', () => {
+  it('says what it expected', () => {
+    expect(() => parsePciAddress('65:00.0')).toThrow(new InvalidArgumentError('malformed PCI address "65:00.0": expected dddd:bb:dd.f (e.g. 0000:65:00.0)'));
+    expect(() => parsePciAddress(42 as unknown as string)).toThrow(new InvalidArgumentError('PCI address must be a string'));
+    expect(() => parseVendorDevice('10de')).toThrow(new InvalidArgumentError('malformed vendor:device "10de": expected e.g. 10de:2331'));
+    expect(() => normaliseHexId('0xzz', 4)).toThrow(new InvalidArgumentError('not a hex id: "0xzz"'));
+  });
+
+  it('an NVML domain must have a zero upper half; short forms are bus:device.fn only', () => {
+    expect(parsePciAddress('0000ABCD:01:00.0')).toBe('abcd:01:00.0');
+    expect(() => parsePciAddress('00010000:01:00.0')).toThrow(InvalidArgumentError);
+    expect(parsePciAddress('AB:1F.7', { allowShort: true })).toBe('0000:ab:1f.7');
+    expect(() => parsePciAddress('x65:00.0', { allowShort: true })).toThrow(InvalidArgumentError);
+    expect(() => parsePciAddress('65:00.0x', { allowShort: true })).toThrow(InvalidArgumentError);
+  });
+
+  it('isPciAddress accepts only the canonical form', () => {
+    expect(isPciAddress('0000:65:00.0')).toBe(true);
+    for (const raw of ['0000:65:00.0 ', ' 0000:65:00.0', '0000:65:00.8', '0000:65:20.0', '0000:6G:00.0', '0000:65:00', 'ABCD:65:00.0', '65:00.0']) {
+      expect(isPciAddress(raw), raw).toBe(false);
+    }
+  });
+
+  it('compares numerically: domain, bus, device, function; equal is 0', () => {
+    const a = ['0001:00:00.0', '0000:ff:00.0', '0000:01:1f.0', '0000:01:00.7', '0000:01:00.0'] as PciAddress[];
+    expect([...a].sort(comparePciAddress)).toEqual(['0000:01:00.0', '0000:01:00.7', '0000:01:1f.0', '0000:ff:00.0', '0001:00:00.0']);
+    expect(comparePciAddress('0000:01:00.0' as PciAddress, '0000:01:00.0' as PciAddress)).toBe(0);
+    expect(comparePciAddress('0000:01:00.1' as PciAddress, '0000:01:00.0' as PciAddress)).toBe(1);
+  });
+
+  it('normalises sysfs hex ids: trimmed, lower-case, no 0x, padded', () => {
+    expect(normaliseHexId('0x10DE\n', 4)).toBe('10de');
+    expect(normaliseHexId('0x1\n', 4)).toBe('0001');
+    expect(normaliseHexId('0x030000', 6)).toBe('030000');
+    expect(() => normaliseHexId('', 4)).toThrow(InvalidArgumentError);
+    expect(() => normaliseHexId('0x10de0x', 4)).toThrow(InvalidArgumentError);
+    expect(() => normaliseHexId('10x0', 4)).toThrow(InvalidArgumentError);
+    expect(() => normaliseHexId('zz10', 4)).toThrow(InvalidArgumentError);
+  });
+
+  it('vendor:device is anchored and lower-cased on both halves', () => {
+    expect(parseVendorDevice('0x10DE:0x23AB')).toEqual({ vendorId: '10de', deviceId: '23ab' });
+    expect(() => parseVendorDevice('x10de:2331')).toThrow(InvalidArgumentError);
   });
 });

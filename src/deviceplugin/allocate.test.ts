@@ -58,3 +58,43 @@ describe(buildContainerAllocateResponse.name, () => {
     );
   });
 });
+
+describe(`${buildContainerAllocateResponse.name}: refusals say what is wrong`, () => {
+  const host = twoGpuHost();
+  const advertised = computeDeviceSets(host, () => R).get(R)!;
+
+  it('an empty request, a duplicate, an id not advertised under this resource', () => {
+    expect(() => buildContainerAllocateResponse(host, R, advertised, [])).toThrow(
+      new InvalidArgumentError(`allocate for ${R}: the container request lists no devices`),
+    );
+    expect(() => buildContainerAllocateResponse(host, R, advertised, ['0000:01:00.0', '0000:01:00.0'])).toThrow(
+      new InvalidArgumentError(`allocate for ${R}: device 0000:01:00.0 is requested twice`),
+    );
+    // A real GPU of the host, but advertised under another resource (only the first GPU is advertised here).
+    const onlyFirst = advertised.filter((d) => d.id === '0000:01:00.0');
+    expect(() => buildContainerAllocateResponse(host, R, onlyFirst, ['0000:41:00.0'])).toThrow(
+      new InvalidArgumentError(`allocate for ${R}: unknown device "0000:41:00.0" (not a device this plugin advertises)`),
+    );
+    // Advertised, but gone from the host (hot-removed since the last ListAndWatch).
+    const gone = { ...host, gpus: host.gpus.filter((g) => g.fn.address !== '0000:41:00.0') };
+    expect(() => buildContainerAllocateResponse(gone, R, advertised, ['0000:41:00.0'])).toThrow(InvalidArgumentError);
+  });
+
+  it('names every device that is no longer ready, with its reason code', () => {
+    const fresh = new Map([
+      ['0000:01:00.0', 'NOT_ON_VFIO_PCI' as const],
+      ['0000:41:00.0', 'NO_VFIO_GROUP_NODE' as const],
+    ]);
+    let err: unknown;
+    try {
+      buildContainerAllocateResponse(host, R, advertised, ['0000:01:00.0', '0000:41:00.0'], fresh);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(BlockedError);
+    expect((err as BlockedError).message).toBe(
+      `allocate for ${R}: device 0000:01:00.0 is no longer ready for passthrough (NOT_ON_VFIO_PCI); device 0000:41:00.0 is no longer ready for passthrough (NO_VFIO_GROUP_NODE)`,
+    );
+    expect((err as BlockedError).reasons.map((r) => r.code)).toEqual(['NOT_ON_VFIO_PCI', 'NO_VFIO_GROUP_NODE']);
+  });
+});

@@ -113,3 +113,69 @@ describe(envVarClashes.name, () => {
     expect(envVarClashes(['nvidia.com/A', 'nvidia.com/B'], new Set())).toEqual(new Map());
   });
 });
+
+describe('device sets: readiness details, order and change detection', () => {
+  it('a GPU without an IOMMU group is not ready even with the IOMMU on', () => {
+    const s = snapshot([{ address: '0000:01:00.0', group: undefined, gpu: {} }]);
+    expect(notReadyReason(s, s.gpus[0]!)).toBe('NO_IOMMU_GROUP');
+  });
+
+  it('judges the GPU by its own group, not the first group of the host', () => {
+    const s = snapshot([
+      { address: '0000:01:00.0', group: 3, gpu: {} },
+      { address: '0000:41:00.0', group: 9, gpu: {} },
+    ]);
+    const ghost = { ...s, groups: [s.groups[0]!, { id: 9, members: ['0000:41:00.0', '0000:41:00.7'] }] } as unknown as HostSnapshot;
+    expect(notReadyReason(ghost, ghost.gpus[0]!)).toBeUndefined();
+    expect(notReadyReason(ghost, ghost.gpus[1]!)).toBe('GROUP_NOT_VIABLE');
+  });
+
+  it('skips a ready GPU that no resource names and that was never advertised', () => {
+    expect(computeDeviceSets(twoGpuHost(), () => undefined).size).toBe(0);
+  });
+
+  it('lists each resource\u2019s devices in address order, whatever order the snapshot has', () => {
+    const s = twoGpuHost();
+    const reversed = { ...s, gpus: [...s.gpus].reverse() };
+    expect(computeDeviceSets(reversed, byResource).get(R)!.map((d) => d.id)).toEqual(['0000:01:00.0', '0000:41:00.0']);
+  });
+
+  it('a GPU that was advertised keeps its resource while not ready, even if nothing names it any more', () => {
+    const s = twoGpuHost();
+    const before = computeDeviceSets(s, byResource);
+    const down = withFn(s, '0000:41:00.0', { driver: 'nvidia' });
+    const sets = computeDeviceSets(down, () => undefined, before);
+    expect(sets.get(R)).toEqual([
+      expect.objectContaining({ id: '0000:01:00.0', health: 'Healthy', reason: undefined }),
+      expect.objectContaining({ id: '0000:41:00.0', health: 'Unhealthy', reason: 'NOT_ON_VFIO_PCI' }),
+    ]);
+    // Ready again but no longer named: it stays under the resource kubelet knows.
+    expect(computeDeviceSets(s, () => undefined, before).get(R)!.map((d) => [d.id, d.health])).toEqual([
+      ['0000:01:00.0', 'Healthy'],
+      ['0000:41:00.0', 'Healthy'],
+    ]);
+  });
+
+  it('diff: only real changes (ids, health, NUMA) are changes; every list sorted', () => {
+    const dev = (id: string, health = 'Healthy', numaNode: number | undefined = 0) => ({ id, resource: 'r', health, group: 1, numaNode, reason: undefined });
+    const prev = new Map([
+      ['b.io/x', [dev('0000:01:00.0')]],
+      ['a.io/x', [dev('0000:01:00.0')]],
+      ['z.io/gone', [dev('0000:09:00.0')]],
+      ['y.io/gone', [dev('0000:08:00.0')]],
+    ]) as unknown as Parameters<typeof diffDeviceSets>[0];
+    const next = new Map([
+      ['b.io/x', [dev('0000:01:00.0', 'Unhealthy')]],
+      ['a.io/x', [dev('0000:01:00.0', 'Healthy', 1)]],
+      ['d.io/new', [dev('0000:02:00.0')]],
+      ['c.io/new', [dev('0000:03:00.0')]],
+    ]) as unknown as Parameters<typeof diffDeviceSets>[0];
+    expect(diffDeviceSets(prev, next)).toEqual({ added: ['c.io/new', 'd.io/new'], removed: ['y.io/gone', 'z.io/gone'], changed: ['a.io/x', 'b.io/x'] });
+    const grown = new Map([['a.io/x', [dev('0000:01:00.0'), dev('0000:02:00.0')]]]) as unknown as Parameters<typeof diffDeviceSets>[0];
+    const renamed = new Map([['a.io/x', [dev('0000:03:00.0')]]]) as unknown as Parameters<typeof diffDeviceSets>[0];
+    const same = new Map([['a.io/x', [dev('0000:01:00.0')]]]) as unknown as Parameters<typeof diffDeviceSets>[0];
+    expect(diffDeviceSets(same, grown).changed).toEqual(['a.io/x']);
+    expect(diffDeviceSets(same, renamed).changed).toEqual(['a.io/x']);
+    expect(diffDeviceSets(same, new Map(same))).toEqual({ added: [], removed: [], changed: [] });
+  });
+});

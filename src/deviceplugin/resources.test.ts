@@ -141,3 +141,72 @@ describe(socketFileName.name, () => {
     expect(() => assertSocketPathFits('/var/lib/kubelet/device-plugins/kubelet.sock')).not.toThrow();
   });
 });
+
+describe('resource names: each rule and its message (kubelet IsExtendedResourceName)', () => {
+  const domain244 = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(52)}`;
+  it.each([
+    ['gpu', /needs a domain prefix/],
+    ['/gpu', /lower-case DNS-1123 subdomain/],
+    ['kubernetes.io/gpu', /kubernetes\.io domain is reserved/],
+    ['requests.example.com/gpu', /must not start with "requests\."/],
+    ['example.com/a/b', /exactly one "\/"/],
+    ['example.com/', /1-63 characters/],
+    [`example.com/${'g'.repeat(64)}`, /1-63 characters/],
+    ['example.com/-gpu', /alphanumeric, "-", "_" or "\."/],
+    [`${domain244}e/gpu`, /DNS-1123 subdomain/],
+  ])('%s: %s', (name, why) => {
+    expect(extendedResourceNameProblem(name)).toMatch(why);
+  });
+
+  it.each([`${domain244}/gpu`, `example.com/${'g'.repeat(63)}`, 'example.com/g'])('accepts the limits: %s', (name) => {
+    expect(extendedResourceNameProblem(name)).toBeUndefined();
+  });
+});
+
+describe('resource overrides: what a bad one is told, and what a good one matches', () => {
+  it('an empty configuration has no matchers', () => {
+    expect(compileResourceConfig({}).matchers).toEqual([]);
+    expect(compileResourceConfig().matchers).toEqual([]);
+  });
+
+  it('names the override by its position and says what is wrong', () => {
+    const ok = { vendorDevice: '10de:2204', resourceName: 'example.com/gpu' };
+    expect(() => compileResourceConfig({ overrides: [ok, { vendorDevice: '10de:2204', resourceName: 'gpu' }] })).toThrow(
+      new InvalidArgumentError('resource override #2: resource name "gpu" is invalid: needs a domain prefix (vendor-domain/resourcetype)'),
+    );
+    expect(() => compileResourceConfig({ overrides: [{ resourceName: 'example.com/gpu' }] })).toThrow(
+      new InvalidArgumentError('resource override #1: give exactly one of address, vendorDevice, class'),
+    );
+    expect(() => compileResourceConfig({ overrides: [ok, ok, { class: '0x3', resourceName: 'example.com/gpu' }] })).toThrow(
+      new InvalidArgumentError('resource override #3: class "0x3" must be 2, 4 or 6 hex digits (e.g. 0x0302)'),
+    );
+  });
+
+  it.each(['zz0302', '0x0302zz', '0x03020000', ''])('refuses the class %j', (cls) => {
+    expect(() => compileResourceConfig({ overrides: [{ class: cls, resourceName: 'example.com/gpu' }] })).toThrow(InvalidArgumentError);
+  });
+
+  it('each selector kind matches only its own functions', () => {
+    const namer = compileResourceConfig({
+      overrides: [
+        { address: '0000:41:00.0', resourceName: 'example.com/by-address' },
+        { vendorDevice: '10de:2204', resourceName: 'example.com/by-id' },
+      ],
+    });
+    expect(overrideFor(namer, fn({ address: '0000:41:00.0', vendorId: '1002', deviceId: '0000', gpu: {} }))).toBe('example.com/by-address');
+    // Same device id, other vendor: no match.
+    expect(overrideFor(namer, fn({ address: '0000:01:00.0', vendorId: '1002', deviceId: '2204', gpu: {} }))).toBeUndefined();
+    expect(overrideFor(namer, fn({ address: '0000:01:00.0', vendorId: '10de', deviceId: '2204', gpu: {} }))).toBe('example.com/by-id');
+  });
+});
+
+describe('socket file names at the length limit', () => {
+  it('keeps names of up to 60 safe characters whole, and shortens longer ones with an 8-digit hash', () => {
+    const sixty = `example.com/${'A'.repeat(48)}`;
+    expect(socketFileName(sixty)).toBe(`vfio-handoff-example.com_${'A'.repeat(48)}.sock`);
+    for (let i = 0; i < 64; i++) {
+      const name = socketFileName(`example.com/${'A'.repeat(49)}${i}`);
+      expect(name).toMatch(/^vfio-handoff-example\.com_A{39}-[0-9a-f]{8}\.sock$/);
+    }
+  });
+});

@@ -102,3 +102,60 @@ describe(desiredKubeVirtDevices.name, () => {
     expect(desiredKubeVirtDevices([], states)).toEqual([]);
   });
 });
+
+describe('KubeVirt permittedHostDevices: order, case and what counts as ours', () => {
+  it('selectors are upper-case on both halves', () => {
+    expect(pciVendorSelector('1002', '74a1')).toBe('1002:74A1');
+    expect(pciVendorSelector('10de', 'abcd')).toBe('10DE:ABCD');
+  });
+
+  it('desired entries are sorted by resource, then selector; several GPUs per node, per model', () => {
+    const inv = [gpu(0), gpu(1, { deviceId: '2330' }), gpu(2, { deviceId: '26b9' })];
+    const st = nodeState('a', inv, {
+      gpus: [
+        { address: inv[0]!.address, policy: 'p', resourceName: 'example.com/h100' },
+        { address: inv[1]!.address, policy: 'p', resourceName: 'example.com/h100' },
+        { address: inv[2]!.address, policy: 'p', resourceName: 'example.com/a-l40s' },
+      ],
+    });
+    expect(desiredKubeVirtDevices([policy('p')], [st])).toEqual([
+      { pciVendorSelector: '10DE:26B9', resourceName: 'example.com/a-l40s' },
+      { pciVendorSelector: '10DE:2330', resourceName: 'example.com/h100' },
+      { pciVendorSelector: '10DE:2331', resourceName: 'example.com/h100' },
+    ]);
+  });
+
+  it('a GPU in the spec but not (yet) in the inventory, or a node without a spec, adds nothing', () => {
+    const st = nodeState('a', [gpu(1)], { gpus: [{ address: gpu(0).address, policy: 'p', resourceName: 'example.com/h100' }] });
+    expect(desiredKubeVirtDevices([policy('p')], [st, nodeState('b', [gpu(0)], undefined)])).toEqual([]);
+    const noStatus = nodeState('c', undefined, { gpus: [{ address: gpu(0).address, policy: 'p', resourceName: 'example.com/h100' }] });
+    expect(desiredKubeVirtDevices([policy('p')], [noStatus])).toEqual([]);
+  });
+
+  it('our annotation matches entries whatever the case of their selector', () => {
+    const lower = { pciVendorSelector: '10de:2331', resourceName: 'example.com/h100' };
+    const c = planKubeVirt(kv([user, ours(h100)], [lower]), []);
+    expect(c?.pciHostDevices).toEqual([user]);
+  });
+
+  it('an annotation listing the same entries in another order is no change; a missing one is written once we manage something', () => {
+    expect(planKubeVirt(kv([ours(a6000), ours(h100)], [h100, a6000]), [h100, a6000])).toBeNull();
+    const noAnnotation = kv([ours(a6000)]);
+    const c = planKubeVirt(noAnnotation, [a6000]);
+    // The user's entry equal to ours stays theirs: nothing to manage, so nothing to write.
+    expect(c).toBeNull();
+    const fresh = planKubeVirt(kv([]), [a6000]);
+    expect(fresh?.annotation).toBe(JSON.stringify([a6000]));
+  });
+
+  it('the patch carries resourceVersion only when the object has one', () => {
+    const cr = kv([]);
+    delete cr.metadata.resourceVersion;
+    const c = planKubeVirt(cr, [h100]);
+    expect(c?.patch.metadata).toEqual({ annotations: { [KUBEVIRT_MANAGED_ANNOTATION]: JSON.stringify([h100]) } });
+  });
+
+  it('parseManaged keeps only well-formed entries', () => {
+    expect(parseManaged(JSON.stringify([null, 'x', { pciVendorSelector: 1, resourceName: 'r' }, { pciVendorSelector: 'a', resourceName: 2 }, { pciVendorSelector: 'a' }, h100]))).toEqual([h100]);
+  });
+});

@@ -170,3 +170,34 @@ describe(nodeSpecsEqual.name, () => {
     expect(nodeSpecsEqual(b, a)).toBe(want);
   });
 });
+
+describe(`${mergeNode.name}: order and defaults`, () => {
+  it('comparePolicies: the same policy compares equal to itself, and equal timestamps fall to the name', () => {
+    const a = policy('a', {}, { creationTimestamp: '2026-01-01T00:00:00Z' });
+    expect(comparePolicies(a, policy('a', {}, { creationTimestamp: '2026-01-01T00:00:00Z' }))).toBe(0);
+    expect(comparePolicies(policy('b', {}, { creationTimestamp: '2026-01-01T00:00:00Z' }), a)).toBe(1);
+  });
+
+  it('claims come out in address order whatever order the inventory and policies select them', () => {
+    const reversed = nodeState('n1', [gpu(1), gpu(0)], {});
+    const m = mergeNode([policy('q', { gpus: { addresses: [gpu(1).address] } }), policy('p')], n1, reversed);
+    expect(m.claims.map((c) => c.address)).toEqual([gpu(0).address, gpu(1).address]);
+    expect(m.spec.gpus.map((g) => g.address)).toEqual([gpu(0).address, gpu(1).address]);
+    expect(m.matchedPolicies).toEqual(['p', 'q']);
+  });
+
+  it('a paused claim without resourceName or allowBootGpu keeps the defaults (plugin name, no boot GPU)', () => {
+    const current = { gpus: [{ address: '0000:41:00.0', policy: 'p' }] };
+    const m = mergeNode([policy('p', { paused: true })], n1, st(current));
+    expect(m.claims).toEqual([{ node: 'n1', address: '0000:41:00.0', policy: 'p', resourceName: '', allowBootGpu: false }]);
+    expect(m.spec).toEqual({ gpus: [{ address: '0000:41:00.0', policy: 'p', allowBootGpu: false }], paused: true });
+  });
+
+  it('knows whether the agent reported an inventory, and a node without a state merges to nothing', () => {
+    expect(mergeNode([policy('p')], n1, st()).inventoryKnown).toBe(true);
+    const none = mergeNode([policy('p')], n1, undefined);
+    expect(none).toMatchObject({ inventoryKnown: false, claims: [], conflicts: [], matchedPolicies: ['p'] });
+    expect(none.spec).toEqual({ gpus: [], paused: false });
+    expect(mergeNode([policy('p')], n1, nodeState('n1', inv, undefined as never)).spec.gpus.length).toBe(2);
+  });
+});

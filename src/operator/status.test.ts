@@ -125,3 +125,97 @@ describe(policyStatusEqual.name, () => {
     expect(policyStatusEqual(undefined, {})).toBe(true);
   });
 });
+
+describe(`${computePolicyStatus.name}: every condition says why`, () => {
+  const conds = (s: ReturnType<typeof computePolicyStatus>) => (s.conditions ?? []).map((c) => [c.type, c.status, c.reason, c.message]);
+
+  it('all Ready', () => {
+    const s = computePolicyStatus({ ...world(p, [node('a'), node('b')], [claimed('a', ['Ready', 'Ready']), claimed('b', ['Ready'])]), now: T0 });
+    expect(conds(s)).toEqual([
+      ['Ready', 'True', 'AllGpusReady', '3 GPU(s) Ready on 2 node(s)'],
+      ['Progressing', 'False', 'Converged', 'no GPU is moving'],
+      ['Degraded', 'False', 'AsExpected', 'no GPU failed'],
+      ['Conflict', 'False', 'NoConflict', 'no GPU selected by this policy is held by another'],
+    ]);
+  });
+
+  it('some Failed, some Ready: how many of how many, and on how many nodes', () => {
+    const s = computePolicyStatus({ ...world(p, [node('a'), node('b')], [claimed('a', ['Ready', 'Failed']), claimed('b', ['Failed'])]), now: T0 });
+    expect(conditionOf(s, 'Ready')).toMatchObject({ status: 'False', reason: 'GpusFailed', message: '1 of 3 GPU(s) Ready' });
+    expect(conditionOf(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'GpusFailed', message: '2 GPU(s) Failed on 2 node(s)' });
+    expect(conditionOf(s, 'Progressing')).toMatchObject({ status: 'False', reason: 'Converged' });
+  });
+
+  it('an agent missing while GPUs still move is Preparing; when nothing else moves it is AgentNotReporting', () => {
+    const moving = computePolicyStatus({ ...world(p, [node('a'), node('b')], [claimed('a', ['Ready', 'Preparing'])]), now: T0 });
+    expect(conditionOf(moving, 'Ready')).toMatchObject({ reason: 'Preparing' });
+    expect(conditionOf(moving, 'Degraded')).toMatchObject({ status: 'True', reason: 'AgentNotReporting', message: '1 matched node(s) without an agent report' });
+    const still = computePolicyStatus({ ...world(p, [node('a'), node('b')], [claimed('a', ['Ready'])]), now: T0 });
+    expect(conditionOf(still, 'Ready')).toMatchObject({ reason: 'AgentNotReporting', message: '1 of 1 GPU(s) Ready' });
+    // A state without an inventory yet is told apart from no state at all.
+    const noInventory = computePolicyStatus({ ...world(p, [node('a')], [nodeState('a', undefined)]), now: T0 });
+    expect(noInventory.failingNodes).toEqual([{ node: 'a', reason: 'AgentNotReporting', message: 'the node agent has not reported an inventory yet' }]);
+  });
+
+  it('nothing claimed: the message counts matched nodes, missing agents and conflicts', () => {
+    const q = policy('q', { priority: 5 });
+    const lost = computePolicyStatus({ ...world(p, [node('a')], [nodeState('a', [gpu(0)])], [q]), now: T0 });
+    expect(conditionOf(lost, 'Ready')).toMatchObject({ reason: 'NoGpusSelected', message: 'no GPU claimed: 1 node(s) matched, 1 GPU(s) held by other policies' });
+    const silent = computePolicyStatus({ ...world(p, [node('a'), node('b')], [nodeState('a', [])]), now: T0 });
+    expect(conditionOf(silent, 'Ready')).toMatchObject({ reason: 'NoGpusSelected', message: 'no GPU claimed: 2 node(s) matched, 1 without an agent report' });
+    const none = computePolicyStatus({ ...world(p, [node('a')], [nodeState('a', [])]), now: T0 });
+    expect(conditionOf(none, 'Ready')).toMatchObject({ message: 'no GPU claimed: 1 node(s) matched' });
+    // A node the policy does not select is not counted.
+    const other = computePolicyStatus({ ...world(policy('p', { nodeSelector: { matchLabels: { gpu: 'yes' } } }), [node('a')], [nodeState('a', [gpu(0)])]), now: T0 });
+    expect(other.nodesMatched).toBe(0);
+  });
+
+  it('paused: Progressing False Paused', () => {
+    const paused = policy('p', { resourceName: 'example.com/h100', paused: true });
+    const s = computePolicyStatus({ ...world(paused, [node('a')], [claimed('a', ['Ready', 'Preparing'])]), now: T0 });
+    expect(conditionOf(s, 'Progressing')).toMatchObject({ status: 'False', reason: 'Paused', message: 'the policy is paused: no changes are made' });
+  });
+
+  it('deleting: Ready False, and Progressing lists what is not back yet (at most 5, then a count)', () => {
+    const deleting = policy('p', {}, { deletionTimestamp: '2026-05-01T00:00:00Z', finalizers: ['handoff.dev/release'] });
+    const pending = Array.from({ length: 7 }, (_, i) => ({ node: 'a', address: gpu(i).address, state: 'InSpec' as const }));
+    const s = computePolicyStatus({ ...world(deleting, [node('a')], [nodeState('a', [gpu(0)])]), pendingRelease: pending, now: T0 });
+    expect(conditionOf(s, 'Ready')).toMatchObject({ status: 'False', reason: 'Deleting', message: 'the policy is being deleted' });
+    expect(conditionOf(s, 'Progressing')).toMatchObject({
+      status: 'True',
+      reason: 'Releasing',
+      message: '7 GPU(s) not back on the host: a/0000:41:00.0 InSpec; a/0000:42:00.0 InSpec; a/0000:43:00.0 InSpec; a/0000:44:00.0 InSpec; a/0000:45:00.0 InSpec; and 2 more',
+    });
+    const done = computePolicyStatus({ ...world(deleting, [node('a')], [nodeState('a', [gpu(0)])]), pendingRelease: [], now: T0 });
+    expect(conditionOf(done, 'Progressing')).toMatchObject({ status: 'False', reason: 'Released', message: 'every GPU is back on the host' });
+  });
+
+  it('resources: the policy override once it claims, else the names the agents report', () => {
+    const plain = policy('p');
+    const inv = [gpu(0)];
+    const st = nodeState('a', inv, { gpus: [{ address: inv[0]!.address, policy: 'p' }] }, [gpuStatus(inv[0]!.address, 'Ready', { resourceName: 'nvidia.com/GH100' })]);
+    expect(computePolicyStatus({ ...world(plain, [node('a')], [st]), now: T0 }).resources).toEqual(['nvidia.com/GH100']);
+    const unclaimed = computePolicyStatus({ ...world(policy('p', { resourceName: 'example.com/x' }), [node('a')], [nodeState('a', [])]), now: T0 });
+    expect(unclaimed.resources ?? []).toEqual([]);
+  });
+
+  it('a node with many failed GPUs: the first five, then a count; nodes sorted', () => {
+    const six = (name: string) => {
+      const inv = Array.from({ length: 6 }, (_, i) => gpu(i));
+      return nodeState(name, inv, { gpus: inv.map((g) => ({ address: g.address, policy: 'p' })) }, inv.map((g) => gpuStatus(g.address, 'Failed')));
+    };
+    const s = computePolicyStatus({ ...world(policy('p'), [node('z'), node('b')], [six('z'), six('b')]), now: new Date(T0) });
+    expect(s.failingNodes!.map((f) => f.node)).toEqual(['b', 'z']);
+    expect(s.failingNodes![0]).toEqual({
+      node: 'b',
+      reason: 'GpuFailed',
+      message: '0000:41:00.0: GpuFailed; 0000:42:00.0: GpuFailed; 0000:43:00.0: GpuFailed; 0000:44:00.0: GpuFailed; 0000:45:00.0: GpuFailed; and 1 more',
+    });
+    expect(conditionOf(s, 'Ready')?.lastTransitionTime).toBe(new Date(T0).toISOString());
+  });
+
+  it('no generation: conditions carry no observedGeneration', () => {
+    const s = computePolicyStatus({ ...world(policy('p', {}, { generation: undefined }), [node('a')], [claimed('a', ['Ready'])]), now: T0 });
+    expect(conditionOf(s, 'Ready')).not.toHaveProperty('observedGeneration');
+  });
+});

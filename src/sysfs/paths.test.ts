@@ -20,6 +20,9 @@ const nameBuilders: [string, (name: string) => string][] = [
   ['modulesBuiltin', (n) => P.modulesBuiltin(n)],
 ];
 
+/** The properties run hundreds of cases: on a busy machine they outlast vitest's 5 s default, so they say how long they may take. */
+const PROPERTY_TIMEOUT_MS = 60_000;
+
 describe('paths', () => {
   it('builds the sysfs, devfs and procfs paths', () => {
     expect(P.pciAttribute(addr, 'driver_override')).toBe('sys/bus/pci/devices/0000:01:00.0/driver_override');
@@ -65,7 +68,7 @@ describe('paths', () => {
       }),
       { numRuns: 400 },
     );
-  });
+  }, PROPERTY_TIMEOUT_MS);
 
   it('property: any component with a separator, NUL, whitespace or equal to "." / ".." throws', () => {
     const bad = fc.oneof(
@@ -77,7 +80,7 @@ describe('paths', () => {
         expect(() => nameBuilders[i]![1](name)).toThrow(InvalidArgumentError);
       }),
     );
-  });
+  }, PROPERTY_TIMEOUT_MS);
 
   it('assertSafeRelativePath refuses absolute paths, dot components and NUL', () => {
     for (const p of ['/sys', 'sys/../etc', 'sys/./bus', 'sys//bus', 'sys/\0', '', 'sys/bus/']) {

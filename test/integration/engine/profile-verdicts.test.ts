@@ -64,6 +64,29 @@ const EXPECTED: Record<string, Row[]> = {
     ['0000:00:02.1', 'ready', [], 'gpu'],
     ...['2', '3', '4', '5', '6', '7'].map((f): Row => [`0000:00:02.${f}`, 'preparable', [], 'gpu']),
   ],
+  'bench-16gpu': [
+    ['0000:02:00.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED']],
+    ...['11', '1f', '2d', '3b', '49', '57', '65', '73', '81', '8f', '9d', 'ab', 'b9', 'c7', 'd5', 'e3'].map(
+      (bus): Row => [`0000:${bus}:00.0`, 'preparable', [], 'gpu companion'],
+    ),
+  ],
+  // The NVSwitches (class 0x0680) are bridges, not GPUs: only the H100s and the BMC get verdicts.
+  'hgx-nvswitch': [
+    ['0000:02:00.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED']],
+    ['0000:18:00.0', 'preparable', [], 'gpu'],
+    ['0000:2a:00.0', 'preparable', [], 'gpu'],
+    ['0000:9b:00.0', 'preparable', [], 'gpu'],
+    ['0000:ca:00.0', 'preparable', [], 'gpu'],
+  ],
+  'numa-unknown': [
+    ['0000:02:00.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED']],
+    ['0000:3d:00.0', 'preparable', [], 'gpu'],
+    ['0000:b1:00.0', 'preparable', [], 'gpu'],
+  ],
+  'workstation-efifb-6.1': [
+    ['0000:01:00.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED'], 'bridge gpu companion'],
+    ['0000:03:00.0', 'preparable', [], 'gpu companion'],
+  ],
   'qemu-vga-hda': [
     ['0000:00:02.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED'], 'gpu companion'],
     ['0000:00:03.0', 'preparable', [], 'gpu'],
@@ -71,9 +94,8 @@ const EXPECTED: Record<string, Row[]> = {
 };
 
 describe('verdicts over the built-in host profiles', () => {
-  it('covers every profile that has a table row or is a scale/bench profile', async () => {
-    const names = await listBuiltinProfiles();
-    for (const n of Object.keys(EXPECTED)) expect(names).toContain(n);
+  it('has rows for every built-in profile, and every row is a built-in profile', async () => {
+    expect(Object.keys(EXPECTED).sort()).toEqual([...(await listBuiltinProfiles())].sort());
   });
 
   for (const [name, rows] of Object.entries(EXPECTED)) {
@@ -92,6 +114,24 @@ describe('verdicts over the built-in host profiles', () => {
         const plan = report.plans.get(a.gpu.fn.address);
         if (verdict === 'preparable') expect(planSteps(plan!).at(-1)?.kind).toBe('verify-group');
         else expect(plan).toBeUndefined();
+      }
+    });
+  }
+
+  // The other way: with --allow-boot-gpu the boot GPU's only objection goes, nothing else changes.
+  for (const [name, rows] of Object.entries(EXPECTED)) {
+    it(`${name} with --allow-boot-gpu`, async () => {
+      const kernel = new SimulatedKernel(await loadBuiltinProfile(name));
+      const sut = new HandoffEngine({ host: kernel, store: new MemoryStateStore(), clock: realClock, logger: silentLogger });
+      const report = await sut.inspect({ allowBootGpu: true });
+      expect(report.assessments.map((a) => a.gpu.fn.address)).toEqual(rows.map((r) => r[0]));
+      for (const [address, verdict, reasons] of rows) {
+        const a = report.assessments.find((x) => x.gpu.fn.address === address)!;
+        const left = reasons.filter((r) => r !== 'BOOT_GPU_NOT_PERMITTED');
+        expect(a.reasons.map((r) => r.code), address).toEqual(left);
+        expect(a.verdict, address).toBe(verdict === 'ready' ? 'ready' : left.length > 0 ? 'blocked' : 'preparable');
+        const boot = a.gpu.isBootGpu && verdict !== 'ready';
+        expect(a.warnings.some((w) => w.code === 'BOOT_GPU'), address).toBe(boot);
       }
     });
   }
