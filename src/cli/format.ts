@@ -1,4 +1,4 @@
-import type { GroupOutcome } from '../handoff/executor.js';
+import type { GroupOutcome, StepEvent } from '../handoff/executor.js';
 import type { HandoffReport, InspectReport } from '../handoff/engine.js';
 import { formatClass } from '../handoff/group.js';
 import { planSteps, type Plan } from '../handoff/plan.js';
@@ -73,6 +73,7 @@ export function handoffJson(report: HandoffReport): object {
         steps: o ? o.steps.map(stepJson) : [],
         rollback: o?.rollback?.map(stepJson) ?? [],
         ...(o?.error ? { error: o.error } : {}),
+        ...(o?.rollbackError ? { rollbackError: o.rollbackError } : {}),
       };
     }),
     skipped: report.skipped.map((a) => ({ address: a.gpu.fn.address, verdict: a.verdict, reasons: a.reasons })),
@@ -80,7 +81,16 @@ export function handoffJson(report: HandoffReport): object {
 }
 
 function outcomeJson(o: GroupOutcome): object {
-  return { group: o.group, gpus: o.gpus, operation: o.operation, outcome: o.outcome, steps: o.steps.map(stepJson), rollback: o.rollback?.map(stepJson) ?? [], ...(o.error ? { error: o.error } : {}) };
+  return {
+    group: o.group,
+    gpus: o.gpus,
+    operation: o.operation,
+    outcome: o.outcome,
+    steps: o.steps.map(stepJson),
+    rollback: o.rollback?.map(stepJson) ?? [],
+    ...(o.error ? { error: o.error } : {}),
+    ...(o.rollbackError ? { rollbackError: o.rollbackError } : {}),
+  };
 }
 
 function stepJson(s: GroupOutcome['steps'][number]): object {
@@ -154,9 +164,18 @@ export function handoffText(report: HandoffReport): string {
       lines.push('  rollback:');
       for (const s of o.rollback) lines.push(`    ${mark(s.outcome)} ${describeStep(s.step)}${s.note ? ` — ${s.note}` : ''}${s.error ? ` — ${s.error.message}` : ''}`);
     }
+    if (o.rollbackError) lines.push(`  ! ${o.rollbackError.message}`);
   }
   for (const a of report.assessments) for (const w of a.warnings) lines.push(`! ${a.gpu.fn.address} ${w.code}: ${w.message}`);
   return lines.join('\n') + '\n';
+}
+
+/** One progress line per step start/end (stderr while the run goes on); undefined for nothing to say. */
+export function progressLine(event: StepEvent): string | undefined {
+  const where = `${event.group === undefined ? 'host' : `group ${event.group}`}${event.rollback ? ' rollback' : ''}`;
+  if (event.phase === 'start') return event.step.kind === 'verify-group' ? undefined : `… ${where}: ${describeStep(event.step)}`;
+  const o = event.outcome;
+  return `${mark(o.outcome)} ${where}: ${describeStep(event.step)}${o.note ? ` — ${o.note}` : ''}${o.error ? ` — ${o.error.message}` : ''}`;
 }
 
 function mark(outcome: string): string {

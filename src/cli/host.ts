@@ -1,6 +1,6 @@
 import { realClock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
-import { HandoffEngine } from '../handoff/engine.js';
+import { HandoffEngine, type EngineDeps } from '../handoff/engine.js';
 import type { HandoffRecorder } from '../metrics/recorders.js';
 import { NodeHost } from '../sysfs/node-host.js';
 import type { HostPort } from '../sysfs/port.js';
@@ -31,7 +31,7 @@ export function createEngine(
   host: HostPort,
   store: StateStore,
   logger: Logger,
-  opts: { simulated: boolean; recorder?: HandoffRecorder; afterStep?: (n: number) => void },
+  opts: { simulated: boolean; recorder?: HandoffRecorder; afterStep?: (n: number) => void; writeTimeoutMs?: number; onStep?: EngineDeps['onStep'] },
 ): HandoffEngine {
   return new HandoffEngine({
     host,
@@ -41,6 +41,8 @@ export function createEngine(
     recorder: opts.recorder,
     scanDeviceUsers: !opts.simulated,
     afterStep: opts.afterStep,
+    ...(opts.writeTimeoutMs !== undefined ? { writeTimeoutMs: opts.writeTimeoutMs } : {}),
+    ...(opts.onStep ? { onStep: opts.onStep } : {}),
   });
 }
 

@@ -3,13 +3,14 @@ import { Command, CommanderError, Option } from 'commander';
 import { InvalidArgumentError } from '../core/errors.js';
 import { parseSelectors } from '../handoff/select.js';
 import type { Selection } from '../handoff/engine.js';
-import { EXIT, exitCodeFor } from './exit-codes.js';
-import { handoffJson, handoffText, inspectJson, inspectText } from './format.js';
+import { EXIT, exitCodeFor, exitCodeForOutcomes } from './exit-codes.js';
+import { handoffJson, handoffText, inspectJson, inspectText, progressLine } from './format.js';
 import { crashHookFromEnv, createEngine, openHost } from './host.js';
 import { createLogger } from './logger.js';
 import { VERSION } from './version.js';
 
 interface GlobalOpts {
+  writeTimeout: number;
   hostRoot: string;
   stateDir: string;
   profile?: string;
@@ -24,6 +25,22 @@ function hostOptions(cmd: Command): Command {
     .addOption(new Option('--profile <name|file>', 'run against a simulated kernel built from a host profile instead of the real host'))
     .option('--json', 'machine-readable output')
     .option('--log-level <level>', 'log level for stderr JSON logs', 'warn');
+}
+
+/** Progress on stderr as each step starts and ends: a run stuck in a write shows where it is. */
+function progress(event: Parameters<typeof progressLine>[0]): void {
+  const line = progressLine(event);
+  if (line) process.stderr.write(line + '\n');
+}
+
+function writeTimeoutOption(): Option {
+  return new Option('--write-timeout <seconds>', 'give up on a host write that has not returned after this long (a driver unbind can hang)')
+    .default(10)
+    .argParser((v: string) => {
+      const n = Number(v);
+      if (!/^\d+(\.\d+)?$/.test(v) || !(n >= 0.1 && n <= 3600)) throw new InvalidArgumentError(`--write-timeout must be seconds between 0.1 and 3600, not ${JSON.stringify(v)}`);
+      return n;
+    });
 }
 
 function selection(selectors: string[], all: boolean | undefined): Selection {
@@ -67,14 +84,15 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
     .option('--all', 'every GPU whose verdict allows it (blocked ones are skipped and listed)')
     .option('--allow-boot-gpu', 'also take the boot GPU (its firmware console goes dark)')
     .option('--dry-run', 'print the plan, change nothing')
+    .addOption(writeTimeoutOption())
     .action(async (gpus: string[], opts: GlobalOpts & { all?: boolean; allowBootGpu?: boolean; dryRun?: boolean }) => {
       const sel = selection(gpus, opts.all);
       const logger = createLogger(opts.logLevel);
       const { host, store, simulated } = await openHost(opts);
-      const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env) });
+      const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env), writeTimeoutMs: opts.writeTimeout * 1000, onStep: progress });
       const report = await engine.prepare(sel, { allowBootGpu: opts.allowBootGpu ?? false, dryRun: opts.dryRun ?? false });
       out(opts.json ? JSON.stringify(handoffJson(report), null, 2) + '\n' : handoffText(report));
-      if (report.outcomes.some((o) => o.outcome === 'failed' || o.outcome === 'rolled_back')) process.exitCode = EXIT.HOST_FAILURE;
+      process.exitCode = exitCodeForOutcomes([...report.recovered, ...report.outcomes]);
     });
 
   hostOptions(program.command('release'))
@@ -83,14 +101,15 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
     .option('--all', 'every GPU on vfio-pci or prepared by vfio-handoff')
     .option('--force', 'release even if a process (a VM) holds /dev/vfio/<group>')
     .option('--dry-run', 'print the plan, change nothing')
+    .addOption(writeTimeoutOption())
     .action(async (gpus: string[], opts: GlobalOpts & { all?: boolean; force?: boolean; dryRun?: boolean }) => {
       const sel = selection(gpus, opts.all);
       const logger = createLogger(opts.logLevel);
       const { host, store, simulated } = await openHost(opts);
-      const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env) });
+      const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env), writeTimeoutMs: opts.writeTimeout * 1000, onStep: progress });
       const report = await engine.release(sel, { force: opts.force ?? false, dryRun: opts.dryRun ?? false });
       out(opts.json ? JSON.stringify(handoffJson(report), null, 2) + '\n' : handoffText(report));
-      if (report.outcomes.some((o) => o.outcome === 'failed' || o.outcome === 'rolled_back')) process.exitCode = EXIT.HOST_FAILURE;
+      process.exitCode = exitCodeForOutcomes([...report.recovered, ...report.outcomes]);
     });
 
   // Only the module of the requested subcommand is loaded (all of them for help and usage errors).

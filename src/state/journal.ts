@@ -13,6 +13,11 @@ export interface JournalGroup {
   /** Number of steps of this group that completed (done or skipped). */
   readonly completed: number;
   readonly status: 'pending' | 'running' | 'done' | 'failed' | 'rolled-back';
+  /**
+   * A write of this group that did not return (the kernel may still apply it): the group stays
+   * `failed` and the journal is kept after the run, so the next run checks the group again.
+   */
+  readonly hung?: { readonly what: string; readonly target: string; readonly at: number };
 }
 
 export interface Journal {
