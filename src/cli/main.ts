@@ -92,7 +92,7 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
       const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env), writeTimeoutMs: opts.writeTimeout * 1000, onStep: progress });
       const report = await engine.prepare(sel, { allowBootGpu: opts.allowBootGpu ?? false, dryRun: opts.dryRun ?? false });
       out(opts.json ? JSON.stringify(handoffJson(report), null, 2) + '\n' : handoffText(report));
-      process.exitCode = exitCodeForOutcomes([...report.recovered, ...report.outcomes]);
+      process.exitCode = exitCodeForOutcomes(report.outcomes, report.recovered);
     });
 
   hostOptions(program.command('release'))
@@ -109,7 +109,7 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
       const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env), writeTimeoutMs: opts.writeTimeout * 1000, onStep: progress });
       const report = await engine.release(sel, { force: opts.force ?? false, dryRun: opts.dryRun ?? false });
       out(opts.json ? JSON.stringify(handoffJson(report), null, 2) + '\n' : handoffText(report));
-      process.exitCode = exitCodeForOutcomes([...report.recovered, ...report.outcomes]);
+      process.exitCode = exitCodeForOutcomes(report.outcomes, report.recovered);
     });
 
   // Only the module of the requested subcommand is loaded (all of them for help and usage errors).

@@ -4,6 +4,7 @@ import { JournalError } from '../core/errors.js';
 import type { GroupRecord } from '../handoff/plan.js';
 import { acquireFlock } from './flock.js';
 import type { Journal, StateStore } from './journal.js';
+import { journalProblem, recordsProblem } from './schema.js';
 
 /**
  * The journal and records as JSON files in a state directory (the DaemonSet mounts the host's
@@ -17,12 +18,12 @@ export class FileStateStore implements StateStore {
     return join(this.deps.dir, name);
   }
 
+  /** The journal, or undefined when there is none; `JournalError` (exit 7) when it is not a valid journal. */
   async readJournal(): Promise<Journal | undefined> {
     const raw = await this.readJson('journal.json');
     if (raw === undefined) return undefined;
-    if ((raw as Journal).version !== 1 || !Array.isArray((raw as Journal).groups)) {
-      throw new JournalError(`unrecognised journal in ${this.path('journal.json')}; move it aside after checking the host by hand`);
-    }
+    const problem = journalProblem(raw);
+    if (problem) throw new JournalError(`${this.path('journal.json')} is not a valid journal (${problem}); move it aside after checking the host by hand`);
     return raw as Journal;
   }
 
@@ -34,9 +35,13 @@ export class FileStateStore implements StateStore {
     await rm(this.path('journal.json'), { force: true });
   }
 
+  /** The records (empty when the file is absent); `JournalError` (exit 7) when the file is not valid. */
   async readRecords(): Promise<Map<number, GroupRecord>> {
-    const raw = (await this.readJson('records.json')) as { groups?: GroupRecord[] } | undefined;
-    return new Map((raw?.groups ?? []).map((r) => [r.group, r]));
+    const raw = await this.readJson('records.json');
+    if (raw === undefined) return new Map();
+    const problem = recordsProblem(raw);
+    if (problem) throw new JournalError(`${this.path('records.json')} is not a valid records file (${problem}); move it aside after checking the host by hand`);
+    return new Map((raw as { groups: GroupRecord[] }).groups.map((r) => [r.group, r]));
   }
 
   async writeRecords(records: ReadonlyMap<number, GroupRecord>): Promise<void> {
