@@ -9,10 +9,12 @@ import { crashHookFromEnv, createEngine, openHost } from './host.js';
 import { createLogger } from './logger.js';
 import { VERSION } from './version.js';
 
+const DEFAULT_STATE_DIR = '/var/lib/vfio-handoff';
+
 interface GlobalOpts {
   writeTimeout: number;
   hostRoot: string;
-  stateDir: string;
+  stateDir?: string;
   profile?: string;
   json?: boolean;
   logLevel: string;
@@ -21,8 +23,13 @@ interface GlobalOpts {
 function hostOptions(cmd: Command): Command {
   return cmd
     .option('--host-root <dir>', 'where the host filesystem is mounted (the DaemonSet mounts it at /host)', '/')
-    .option('--state-dir <dir>', 'journal and records of what prepare changed', '/var/lib/vfio-handoff')
-    .addOption(new Option('--profile <name|file>', 'run against a simulated kernel built from a host profile instead of the real host'))
+    .option('--state-dir <dir>', `journal and records of what prepare changed (default ${DEFAULT_STATE_DIR}; not with --profile)`)
+    .addOption(
+      new Option(
+        '--profile <name|file>',
+        'run against a simulated kernel built from a host profile instead of the real host: a built-in name, or a file (a path with "/" or ending in .yaml, .yml, .json); its changes and journal live only in this process',
+      ),
+    )
     .option('--json', 'machine-readable output')
     .option('--log-level <level>', 'log level for stderr JSON logs', 'warn');
 }
@@ -41,6 +48,14 @@ function writeTimeoutOption(): Option {
       if (!/^\d+(\.\d+)?$/.test(v) || !(n >= 0.1 && n <= 3600)) throw new InvalidArgumentError(`--write-timeout must be seconds between 0.1 and 3600, not ${JSON.stringify(v)}`);
       return n;
     });
+}
+
+/** Host options with the state-dir default; --state-dir with --profile is refused rather than silently ignored. */
+function hostOpts(opts: GlobalOpts): { hostRoot: string; stateDir: string; profile?: string } {
+  if (opts.profile && opts.stateDir !== undefined) {
+    throw new InvalidArgumentError('--state-dir cannot be used with --profile: a simulated host keeps its journal in memory, for this process only');
+  }
+  return { hostRoot: opts.hostRoot, stateDir: opts.stateDir ?? DEFAULT_STATE_DIR, ...(opts.profile ? { profile: opts.profile } : {}) };
 }
 
 function selection(selectors: string[], all: boolean | undefined): Selection {
@@ -72,7 +87,7 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
     .option('--allow-boot-gpu', 'judge the boot GPU as if --allow-boot-gpu were given to prepare')
     .action(async (opts: GlobalOpts & { allowBootGpu?: boolean }) => {
       const logger = createLogger(opts.logLevel);
-      const { host, store, simulated } = await openHost(opts);
+      const { host, store, simulated } = await openHost(hostOpts(opts));
       const engine = createEngine(host, store, logger, { simulated });
       const report = await engine.inspect({ allowBootGpu: opts.allowBootGpu ?? false });
       out(opts.json ? JSON.stringify(inspectJson(report), null, 2) + '\n' : inspectText(report));
@@ -88,7 +103,7 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
     .action(async (gpus: string[], opts: GlobalOpts & { all?: boolean; allowBootGpu?: boolean; dryRun?: boolean }) => {
       const sel = selection(gpus, opts.all);
       const logger = createLogger(opts.logLevel);
-      const { host, store, simulated } = await openHost(opts);
+      const { host, store, simulated } = await openHost(hostOpts(opts));
       const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env), writeTimeoutMs: opts.writeTimeout * 1000, onStep: progress });
       const report = await engine.prepare(sel, { allowBootGpu: opts.allowBootGpu ?? false, dryRun: opts.dryRun ?? false });
       out(opts.json ? JSON.stringify(handoffJson(report), null, 2) + '\n' : handoffText(report));
@@ -105,7 +120,7 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
     .action(async (gpus: string[], opts: GlobalOpts & { all?: boolean; force?: boolean; dryRun?: boolean }) => {
       const sel = selection(gpus, opts.all);
       const logger = createLogger(opts.logLevel);
-      const { host, store, simulated } = await openHost(opts);
+      const { host, store, simulated } = await openHost(hostOpts(opts));
       const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env), writeTimeoutMs: opts.writeTimeout * 1000, onStep: progress });
       const report = await engine.release(sel, { force: opts.force ?? false, dryRun: opts.dryRun ?? false });
       out(opts.json ? JSON.stringify(handoffJson(report), null, 2) + '\n' : handoffText(report));

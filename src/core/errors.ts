@@ -61,7 +61,7 @@ export class InUseError extends HandoffError {
 }
 
 /** Errno-like codes a host write/read can fail with (the kernel's answers). */
-export type HostErrno = 'EBUSY' | 'ENODEV' | 'EACCES' | 'EIO' | 'EINVAL' | 'ENOENT' | 'EPERM' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'UNKNOWN';
+export type HostErrno = 'EBUSY' | 'ENODEV' | 'EACCES' | 'EIO' | 'EINVAL' | 'ENOENT' | 'EPERM' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ELOOP' | 'UNKNOWN';
 
 export class HostReadError extends HandoffError {
   readonly code = 'HOST_READ_FAILED';
@@ -159,6 +159,7 @@ export function errnoOf(err: unknown): HostErrno {
     case 'EEXIST':
     case 'ENOTDIR':
     case 'EISDIR':
+    case 'ELOOP':
       return code;
     default:
       return 'UNKNOWN';

@@ -1,5 +1,6 @@
 import { comparePciAddress, normaliseHexId, parsePciAddress, type PciAddress } from '../core/pci-address.js';
 import { silentLogger, type Logger } from '../core/logger.js';
+import { HostReadError } from '../core/errors.js';
 import type { HostReader } from '../sysfs/port.js';
 import type { Framebuffer, Gpu, HostSnapshot, IommuGroup, PciFunction, VtConsole } from './model.js';
 import { gpuKindOf, isBridgeClass } from './classify.js';
@@ -52,13 +53,14 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
     reader.list(P.DEV_VFIO),
   ]);
   const kernel = parseKernelRelease(osrelease);
+  const unreadable: { address: PciAddress; error: string }[] = [];
 
   const addresses = uniqueAddresses(deviceNames);
   const groupIds = groupNames.filter((n) => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b);
   const fbNames = platformNames.filter((n) => framebufferTypeOf(n) !== undefined).sort();
 
   const [basics, groups, fbLinks, iomem, vtconsoles, vfioLoadable] = await Promise.all([
-    Promise.all(addresses.map((a) => readBasic(reader, a, logger))),
+    Promise.all(addresses.map((a) => readBasic(reader, a, logger).catch((err: unknown) => unreadableDevice(a, err, unreadable, logger)))),
     Promise.all(groupIds.map(async (id): Promise<IommuGroup> => ({ id, members: uniqueAddresses(await reader.list(P.iommuGroupDevices(id))) }))),
     Promise.all(fbNames.map(async (name) => ({ name, ...(await readFramebufferLinks(reader, name)) }))),
     fbNames.length > 0 ? reader.readText(P.PROC_IOMEM).then((t) => parseIomem(t ?? '')) : Promise.resolve<IomemEntry[]>([]),
@@ -83,14 +85,18 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
   const needsDetail = (b: BasicFunction): boolean =>
     full || candidates.has(b.address) || relevantSlots.has(slotOf(b.address)) || relevantGroups.has(groupOf.get(b.address) ?? -1);
 
-  const detailed = await Promise.all(
-    present.map(async (b) => {
-      const fn = needsDetail(b)
-        ? await readDetail(reader, b, groupOf.get(b.address), { bars: full || candidates.has(b.address) })
-        : { fn: bareFunction(b, groupOf.get(b.address)), consumers: [] as PciAddress[] };
-      return fn;
-    }),
-  );
+  const detailed = (
+    await Promise.all(
+      present.map(async (b) => {
+        const fn = needsDetail(b)
+          ? await readDetail(reader, b, groupOf.get(b.address), { bars: full || candidates.has(b.address) }).catch((err: unknown) =>
+              unreadableDevice(b.address, err, unreadable, logger),
+            )
+          : { fn: bareFunction(b, groupOf.get(b.address)), consumers: [] as PciAddress[] };
+        return fn;
+      }),
+    )
+  ).filter((d): d is Detailed => d !== undefined);
   const functions = detailed.map((d) => d.fn).sort((a, b) => comparePciAddress(a.address, b.address));
 
   // SR-IOV virtual functions carry the GPU class too, but are part of their PF, not GPUs to hand off.
@@ -129,7 +135,20 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
     gpus,
     framebuffers,
     vtconsoles: vtconsoles.sort((a, b) => compareVtConsoleNames(a.name, b.name)),
+    ...(unreadable.length > 0 ? { unreadable: unreadable.sort((a, b) => comparePciAddress(a.address, b.address)) } : {}),
   };
+}
+
+/**
+ * A device whose directory cannot be read (a symlink loop, EIO from a dying device) is reported and
+ * left out; the rest of the host is still discovered. Its address stays in its IOMMU group's members,
+ * so a verdict on that group sees an unknown member and blocks.
+ */
+function unreadableDevice(address: PciAddress, err: unknown, into: { address: PciAddress; error: string }[], logger: Logger): undefined {
+  if (!(err instanceof HostReadError)) throw err;
+  into.push({ address, error: err.message });
+  logger.warn({ address, err: err.message }, 'PCI device unreadable; left out');
+  return undefined;
 }
 
 /** Valid, de-duplicated PCI addresses from a directory listing, sorted; garbage names are ignored. */

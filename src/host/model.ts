@@ -89,4 +89,6 @@ export interface HostSnapshot {
   readonly gpus: readonly Gpu[]; // sorted by address
   readonly framebuffers: readonly Framebuffer[];
   readonly vtconsoles: readonly VtConsole[];
+  /** PCI devices whose sysfs directory could not be read (e.g. a symlink loop): left out, not fatal. */
+  readonly unreadable?: readonly { readonly address: PciAddress; readonly error: string }[];
 }

@@ -42,7 +42,7 @@ describe('CLI: a host write that never returns', () => {
     expect(r.ms).toBeLessThan(2_000 + 15_000);
     // The step was announced while the process was still running, before the write gave up.
     expect(r.live.find((l) => l.line.includes('set driver_override of 0000:18:00.0'))).toBeDefined();
-    expect(r.stdout).toMatch(/group 31 \(0000:18:00\.0\): rolled_back/);
+    expect(r.stdout).toMatch(/group 31 \(0000:18:00\.0\): rolled_back — a write hung/);
     expect(r.stdout).toContain('sys/bus/pci/devices/0000:18:00.0/driver_override did not return within 2000 ms');
     const journal = JSON.parse(await readFile(join(state, 'journal.json'), 'utf8'));
     expect(journal.groups[0]).toMatchObject({ group: 31, status: 'failed', hung: { target: '0000:18:00.0' } });
