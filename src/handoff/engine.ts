@@ -150,6 +150,7 @@ export class HandoffEngine {
     });
     if (readOnly) return fn(executor);
     const unlock = await this.deps.store.lock();
+    this.deps.host.warmUp?.();
     try {
       return await fn(executor);
     } finally {

@@ -280,7 +280,7 @@ export class HandoffExecutor {
     }
     return (
       `rollback of group ${g.group} did not complete — ${failed.map((s) => `${describeStep(s.step)}: ${s.error?.message ?? 'failed'}`).join('; ')}. ` +
-      `The group may be half-bound: ${state}. The journal is kept; the next prepare/release retries the rollback.`
+      `The group is not as it was before (it may be half-bound): ${state}. The journal is kept; the next prepare/release retries the rollback.`
     );
   }
 

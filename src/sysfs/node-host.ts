@@ -37,6 +37,11 @@ export class NodeHost implements HostPort {
     this.writer = deps.writer ?? new WriterProcess();
   }
 
+  /** Starts the writer child while the run is still reading the host. */
+  warmUp(): void {
+    this.writer.warm();
+  }
+
   /** Stops the idle writer child at once (tests); otherwise it exits by itself after a few idle seconds. */
   close(): void {
     this.writer.close();

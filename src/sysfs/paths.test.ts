@@ -65,7 +65,7 @@ describe('paths', () => {
       }),
       { numRuns: 400 },
     );
-  });
+  }, 60_000);
 
   it('property: any component with a separator, NUL, whitespace or equal to "." / ".." throws', () => {
     const bad = fc.oneof(

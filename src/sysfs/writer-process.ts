@@ -98,6 +98,16 @@ export class WriterProcess {
     });
   }
 
+  /** Starts the child now (in the background) so the first write does not pay for the process start. */
+  warm(): void {
+    if (this.child || this.inFlight) return;
+    const child = this.ensureChild();
+    unref(child);
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.close(), this.deps.idleMs ?? 5_000);
+    this.idleTimer.unref();
+  }
+
   /** Ends the idle child now (tests; the CLI does not need it, the child is unreferenced). */
   close(): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);

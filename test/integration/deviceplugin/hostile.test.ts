@@ -26,7 +26,8 @@ async function setup(): Promise<{ rig: Rig; client: DevicePluginClient }> {
   return { rig, client };
 }
 
-const call = <Req, Res>(fn: (req: Req, md: object, cb: (e: grpc.ServiceError | null, r?: Res) => void) => unknown, self: object, req: Req) =>
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- raw calls with hostile payloads the typed client would not allow
+const call = <Res = unknown>(fn: (...args: any[]) => unknown, self: object, req: unknown) =>
   new Promise<{ code?: number; details?: string; res?: Res }>((resolve) =>
     fn.call(self, req, {}, (e: grpc.ServiceError | null, r?: Res) => resolve(e ? { code: e.code, details: e.details } : { res: r })),
   );
@@ -60,7 +61,7 @@ describe('hostile or sloppy calls to the device plugin', () => {
       container_requests: [{ available_deviceIDs: [GPU0, GPU1, 'evil'], must_include_deviceIDs: ['evil'], allocation_size: 1 }],
     });
     expect(stranger.code).toBe(grpc.status.INVALID_ARGUMENT);
-    const filtered = await call<object, { container_responses: { deviceIDs: string[] }[] }>(client.GetPreferredAllocation, client, {
+    const filtered = await call<{ container_responses: { deviceIDs: string[] }[] }>(client.GetPreferredAllocation, client, {
       container_requests: [{ available_deviceIDs: ['evil', GPU1, 'worse'], must_include_deviceIDs: [], allocation_size: 1 }],
     });
     expect(filtered.res?.container_responses[0]?.deviceIDs).toEqual([GPU1]);

@@ -111,9 +111,12 @@ describe('the state lock (flock on <state-dir>/lock)', () => {
 
   it('the CLI refuses with exit 7 while another run holds the lock', async () => {
     dir = await mkdtemp(join(tmpdir(), 'vh-lock-cli-'));
-    const holder = contender(dir);
+    const holder = contender(join(dir, 'state'));
     expect(await holder.answer).toBe('got');
-    const r = await cli(['release', '--all', '--host-root', '/nonexistent-root-for-lock-test', '--state-dir', dir]);
+    const root = join(dir, 'root');
+    await mkdir(join(root, 'sys/bus/pci/devices'), { recursive: true });
+    const r = await cli(['release', '--all', '--host-root', root, '--state-dir', join(dir, 'state')]);
+    expect(r.stderr).toMatch(/another vfio-handoff run holds/);
     holder.child.stdin.end();
     expect(r.code).toBe(7);
   });

@@ -250,7 +250,8 @@ describe('shape checks catch bad manifests', () => {
 
 describe('the flags the manifests use exist in the built CLI', () => {
   const main = join(REPO_ROOT, 'dist/cli/main.js');
-  it.for(Object.keys(CLI_FLAGS))('%s --help lists every flag the manifests pass', (sub, ctx) => {
+  // Starting the CLI (which loads client-node for `operator`) takes seconds on a busy machine.
+  it.for(Object.keys(CLI_FLAGS))('%s --help lists every flag the manifests pass', { timeout: 60_000 }, (sub, ctx) => {
     if (!existsSync(main)) return ctx.skip('dist/ not built (npm test builds it first)');
     const r = spawnSync(process.execPath, [main, sub, '--help'], { encoding: 'utf8' });
     const out = `${r.stdout}${r.stderr}`;
