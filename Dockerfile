@@ -18,10 +18,13 @@ RUN npm run build \
 # --- runtime: slim Debian with Node and the PCI ID database -----------------------------------------------------
 FROM node:20.20.2-bookworm-slim AS runtime
 # pci.ids (Debian's hwdata depends on it) gives /usr/share/misc/pci.ids, used to name GPU models in resource names.
+# Programs the code runs (src/sysfs/programs.ts): modprobe (kmod, not in slim images) loads vfio-pci;
+# flock (util-linux) holds the state lock; sh and cat come with dash and coreutils.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends hwdata \
+ && apt-get install -y --no-install-recommends hwdata kmod util-linux dash coreutils \
  && rm -rf /var/lib/apt/lists/* \
- && test -s /usr/share/misc/pci.ids
+ && test -s /usr/share/misc/pci.ids \
+ && command -v modprobe && command -v flock && command -v sh && command -v cat && command -v node
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /src/package.json ./package.json

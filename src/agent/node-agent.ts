@@ -186,12 +186,16 @@ export class NodeAgent {
     recorder.consolesBound(snapshot.vtconsoles.filter((v) => v.kind === 'fbcon' && v.bound).length);
   }
 
-  private async attempt(addresses: readonly PciAddress[], op: () => Promise<{ outcomes: readonly { gpus: readonly PciAddress[]; outcome: string; error?: { code: string; message: string } }[] }>): Promise<void> {
+  private async attempt(
+    addresses: readonly PciAddress[],
+    op: () => Promise<{ outcomes: readonly { gpus: readonly PciAddress[]; outcome: string; error?: { code: string; message: string }; rollbackError?: { message: string } }[] }>,
+  ): Promise<void> {
     try {
       const report = await op();
       for (const o of report.outcomes) {
         for (const a of o.gpus) {
-          if (o.outcome === 'rolled_back' || o.outcome === 'failed') this.fail(a, toReason(o.error?.code ?? 'HOST_WRITE_FAILED'), o.error?.message ?? o.outcome);
+          if (o.outcome === 'rollback_failed') this.fail(a, toReason('ROLLBACK_FAILED'), `${o.error?.message ?? 'a step failed'}; ${o.rollbackError?.message ?? ''}`);
+          else if (o.outcome === 'rolled_back' || o.outcome === 'failed') this.fail(a, toReason(o.error?.code ?? 'HOST_WRITE_FAILED'), o.error?.message ?? o.outcome);
           else this.failures.delete(a);
         }
       }

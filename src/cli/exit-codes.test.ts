@@ -20,6 +20,7 @@ const README: Record<ErrorCode, number> = {
   TIMEOUT: 5,
   VERIFY_FAILED: 5,
   IN_USE: 6,
+  ROLLBACK_FAILED: 8,
   JOURNAL: 7,
   KUBELET: 1,
   KUBE_API: 1,

@@ -1,4 +1,4 @@
-import type { GroupOutcome } from '../handoff/executor.js';
+import type { GroupOutcome, StepEvent } from '../handoff/executor.js';
 import type { HandoffReport, InspectReport } from '../handoff/engine.js';
 import { formatClass } from '../handoff/group.js';
 import { planSteps, type Plan } from '../handoff/plan.js';
@@ -25,6 +25,7 @@ export function inspectJson(report: InspectReport): object {
         owner: f.owner ? { address: f.owner.address, bar: f.owner.bar } : null,
       })),
       vtconsoles: s.vtconsoles.map((v) => ({ name: v.name, description: v.description, bound: v.bound, kind: v.kind })),
+      unreadable: s.unreadable ?? [],
     },
     gpus: report.assessments.map((a) => gpuJson(a, report.plans.get(a.gpu.fn.address))),
   };
@@ -73,6 +74,7 @@ export function handoffJson(report: HandoffReport): object {
         steps: o ? o.steps.map(stepJson) : [],
         rollback: o?.rollback?.map(stepJson) ?? [],
         ...(o?.error ? { error: o.error } : {}),
+        ...(o?.rollbackError ? { rollbackError: o.rollbackError } : {}),
       };
     }),
     skipped: report.skipped.map((a) => ({ address: a.gpu.fn.address, verdict: a.verdict, reasons: a.reasons })),
@@ -80,7 +82,16 @@ export function handoffJson(report: HandoffReport): object {
 }
 
 function outcomeJson(o: GroupOutcome): object {
-  return { group: o.group, gpus: o.gpus, operation: o.operation, outcome: o.outcome, steps: o.steps.map(stepJson), rollback: o.rollback?.map(stepJson) ?? [], ...(o.error ? { error: o.error } : {}) };
+  return {
+    group: o.group,
+    gpus: o.gpus,
+    operation: o.operation,
+    outcome: o.outcome,
+    steps: o.steps.map(stepJson),
+    rollback: o.rollback?.map(stepJson) ?? [],
+    ...(o.error ? { error: o.error } : {}),
+    ...(o.rollbackError ? { rollbackError: o.rollbackError } : {}),
+  };
 }
 
 function stepJson(s: GroupOutcome['steps'][number]): object {
@@ -101,6 +112,7 @@ export function inspectText(report: InspectReport): string {
     `kernel ${s.kernel.release ?? '?'} · IOMMU ${s.iommuEnabled ? 'on' : 'OFF'} · vfio-pci ${s.vfioPci.loaded ? 'loaded' : s.vfioPci.loadable ? 'loadable' : 'MISSING'}` +
       (s.framebuffers.length ? ` · framebuffers ${s.framebuffers.map((f) => `${f.device}(${f.claim ?? f.driver ?? 'unbound'})`).join(', ')}` : ''),
   );
+  for (const u of s.unreadable ?? []) lines.push(`! ${u.address} is unreadable and was left out: ${u.error}`);
   if (report.assessments.length === 0) {
     lines.push('no GPUs found');
     return lines.join('\n') + '\n';
@@ -137,7 +149,7 @@ export function inspectText(report: InspectReport): string {
 
 export function handoffText(report: HandoffReport): string {
   const lines: string[] = [];
-  for (const r of report.recovered) lines.push(`recovered group ${r.group} (${r.gpus.join(', ')}) from an unfinished ${r.operation}: ${r.outcome}`);
+  for (const r of report.recovered) lines.push(`recovered group ${r.group} (${r.gpus.join(', ')}) from an unfinished ${r.operation}: ${outcomeSentence(r)}`);
   for (const a of report.skipped) lines.push(`skipped ${a.gpu.fn.address}: ${a.reasons.map((r) => r.code).join(', ')}`);
   if (report.dryRun) {
     const steps = planSteps(report.plan);
@@ -148,15 +160,47 @@ export function handoffText(report: HandoffReport): string {
   if (report.outcomes.length === 0 && report.assessments.length === 0) lines.push(`nothing to ${report.operation}`);
   for (const s of report.preamble) lines.push(`${mark(s.outcome)} ${describeStep(s.step)}${s.error ? ` — ${s.error.message}` : ''}`);
   for (const o of report.outcomes) {
-    lines.push(`group ${o.group} (${o.gpus.join(', ')}): ${o.outcome}`);
+    lines.push(`group ${o.group} (${o.gpus.join(', ')}): ${outcomeSentence(o)}`);
     for (const s of o.steps) lines.push(`  ${mark(s.outcome)} ${describeStep(s.step)}${s.note ? ` — ${s.note}` : ''}${s.error ? ` — ${s.error.message}` : ''}`);
     if (o.rollback?.length) {
       lines.push('  rollback:');
       for (const s of o.rollback) lines.push(`    ${mark(s.outcome)} ${describeStep(s.step)}${s.note ? ` — ${s.note}` : ''}${s.error ? ` — ${s.error.message}` : ''}`);
     }
+    if (o.rollbackError) lines.push(`  ! ${o.rollbackError.message}`);
   }
   for (const a of report.assessments) for (const w of a.warnings) lines.push(`! ${a.gpu.fn.address} ${w.code}: ${w.message}`);
   return lines.join('\n') + '\n';
+}
+
+/** The outcome as a finished sentence ("already" alone says nothing about what is already true). */
+export function outcomeSentence(o: Pick<GroupOutcome, 'outcome' | 'operation' | 'steps'>): string {
+  const hung = o.steps.some((s) => s.hung);
+  switch (o.outcome) {
+    case 'prepared':
+      return 'prepared — the group is on vfio-pci';
+    case 'released':
+      return 'released — the group is back on its host drivers';
+    case 'already':
+      return o.operation === 'prepare' ? 'already on vfio-pci — nothing to do' : 'already on its host drivers — nothing to do';
+    case 'resumed':
+      return `resumed — the unfinished ${o.operation} was completed`;
+    case 'failed':
+      return 'failed before changing the group — nothing was changed';
+    case 'rolled_back':
+      return hung
+        ? 'rolled_back — a write hung, so it failed and was rolled back; the hung write may still land, so the journal is kept for the next run to check'
+        : 'rolled_back — a step failed and the group was put back as it was';
+    case 'rollback_failed':
+      return 'rollback_failed — a step failed and undoing it failed too: the group may be half-bound (see below)';
+  }
+}
+
+/** One progress line per step start/end (stderr while the run goes on); undefined for nothing to say. */
+export function progressLine(event: StepEvent): string | undefined {
+  const where = `${event.group === undefined ? 'host' : `group ${event.group}`}${event.rollback ? ' rollback' : ''}`;
+  if (event.phase === 'start') return event.step.kind === 'verify-group' ? undefined : `… ${where}: ${describeStep(event.step)}`;
+  const o = event.outcome;
+  return `${mark(o.outcome)} ${where}: ${describeStep(event.step)}${o.note ? ` — ${o.note}` : ''}${o.error ? ` — ${o.error.message}` : ''}`;
 }
 
 function mark(outcome: string): string {

@@ -3,15 +3,18 @@ import { Command, CommanderError, Option } from 'commander';
 import { InvalidArgumentError } from '../core/errors.js';
 import { parseSelectors } from '../handoff/select.js';
 import type { Selection } from '../handoff/engine.js';
-import { EXIT, exitCodeFor } from './exit-codes.js';
-import { handoffJson, handoffText, inspectJson, inspectText } from './format.js';
+import { EXIT, exitCodeFor, exitCodeForOutcomes } from './exit-codes.js';
+import { handoffJson, handoffText, inspectJson, inspectText, progressLine } from './format.js';
 import { crashHookFromEnv, createEngine, openHost } from './host.js';
 import { createLineLogger } from './line-logger.js';
 import { VERSION } from './version.js';
 
+const DEFAULT_STATE_DIR = '/var/lib/vfio-handoff';
+
 interface GlobalOpts {
+  writeTimeout: number;
   hostRoot: string;
-  stateDir: string;
+  stateDir?: string;
   profile?: string;
   json?: boolean;
   logLevel: string;
@@ -20,10 +23,39 @@ interface GlobalOpts {
 function hostOptions(cmd: Command): Command {
   return cmd
     .option('--host-root <dir>', 'where the host filesystem is mounted (the DaemonSet mounts it at /host)', '/')
-    .option('--state-dir <dir>', 'journal and records of what prepare changed', '/var/lib/vfio-handoff')
-    .addOption(new Option('--profile <name|file>', 'run against a simulated kernel built from a host profile instead of the real host'))
+    .option('--state-dir <dir>', `journal and records of what prepare changed (default ${DEFAULT_STATE_DIR}; not with --profile)`)
+    .addOption(
+      new Option(
+        '--profile <name|file>',
+        'run against a simulated kernel built from a host profile instead of the real host: a built-in name, or a file (a path with "/" or ending in .yaml, .yml, .json); its changes and journal live only in this process',
+      ),
+    )
     .option('--json', 'machine-readable output')
     .option('--log-level <level>', 'log level for stderr JSON logs', 'warn');
+}
+
+/** Progress on stderr as each step starts and ends: a run stuck in a write shows where it is. */
+function progress(event: Parameters<typeof progressLine>[0]): void {
+  const line = progressLine(event);
+  if (line) process.stderr.write(line + '\n');
+}
+
+function writeTimeoutOption(): Option {
+  return new Option('--write-timeout <seconds>', 'give up on a host write that has not returned after this long (a driver unbind can hang)')
+    .default(10)
+    .argParser((v: string) => {
+      const n = Number(v);
+      if (!/^\d+(\.\d+)?$/.test(v) || !(n >= 0.1 && n <= 3600)) throw new InvalidArgumentError(`--write-timeout must be seconds between 0.1 and 3600, not ${JSON.stringify(v)}`);
+      return n;
+    });
+}
+
+/** Host options with the state-dir default; --state-dir with --profile is refused rather than silently ignored. */
+function hostOpts(opts: GlobalOpts): { hostRoot: string; stateDir: string; profile?: string } {
+  if (opts.profile && opts.stateDir !== undefined) {
+    throw new InvalidArgumentError('--state-dir cannot be used with --profile: a simulated host keeps its journal in memory, for this process only');
+  }
+  return { hostRoot: opts.hostRoot, stateDir: opts.stateDir ?? DEFAULT_STATE_DIR, ...(opts.profile ? { profile: opts.profile } : {}) };
 }
 
 function selection(selectors: string[], all: boolean | undefined): Selection {
@@ -55,7 +87,7 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
     .option('--allow-boot-gpu', 'judge the boot GPU as if --allow-boot-gpu were given to prepare')
     .action(async (opts: GlobalOpts & { allowBootGpu?: boolean }) => {
       const logger = createLineLogger(opts.logLevel);
-      const { host, store, simulated } = await openHost(opts);
+      const { host, store, simulated } = await openHost(hostOpts(opts));
       const engine = createEngine(host, store, logger, { simulated });
       const report = await engine.inspect({ allowBootGpu: opts.allowBootGpu ?? false });
       out(opts.json ? JSON.stringify(inspectJson(report), null, 2) + '\n' : inspectText(report));
@@ -67,14 +99,15 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
     .option('--all', 'every GPU whose verdict allows it (blocked ones are skipped and listed)')
     .option('--allow-boot-gpu', 'also take the boot GPU (its firmware console goes dark)')
     .option('--dry-run', 'print the plan, change nothing')
+    .addOption(writeTimeoutOption())
     .action(async (gpus: string[], opts: GlobalOpts & { all?: boolean; allowBootGpu?: boolean; dryRun?: boolean }) => {
       const sel = selection(gpus, opts.all);
       const logger = createLineLogger(opts.logLevel);
-      const { host, store, simulated } = await openHost(opts);
-      const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env) });
+      const { host, store, simulated } = await openHost(hostOpts(opts));
+      const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env), writeTimeoutMs: opts.writeTimeout * 1000, onStep: progress });
       const report = await engine.prepare(sel, { allowBootGpu: opts.allowBootGpu ?? false, dryRun: opts.dryRun ?? false });
       out(opts.json ? JSON.stringify(handoffJson(report), null, 2) + '\n' : handoffText(report));
-      if (report.outcomes.some((o) => o.outcome === 'failed' || o.outcome === 'rolled_back')) process.exitCode = EXIT.HOST_FAILURE;
+      process.exitCode = exitCodeForOutcomes(report.outcomes, report.recovered);
     });
 
   hostOptions(program.command('release'))
@@ -83,14 +116,15 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
     .option('--all', 'every GPU on vfio-pci or prepared by vfio-handoff')
     .option('--force', 'release even if a process (a VM) holds /dev/vfio/<group>')
     .option('--dry-run', 'print the plan, change nothing')
+    .addOption(writeTimeoutOption())
     .action(async (gpus: string[], opts: GlobalOpts & { all?: boolean; force?: boolean; dryRun?: boolean }) => {
       const sel = selection(gpus, opts.all);
       const logger = createLineLogger(opts.logLevel);
-      const { host, store, simulated } = await openHost(opts);
-      const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env) });
+      const { host, store, simulated } = await openHost(hostOpts(opts));
+      const engine = createEngine(host, store, logger, { simulated, afterStep: crashHookFromEnv(process.env), writeTimeoutMs: opts.writeTimeout * 1000, onStep: progress });
       const report = await engine.release(sel, { force: opts.force ?? false, dryRun: opts.dryRun ?? false });
       out(opts.json ? JSON.stringify(handoffJson(report), null, 2) + '\n' : handoffText(report));
-      if (report.outcomes.some((o) => o.outcome === 'failed' || o.outcome === 'rolled_back')) process.exitCode = EXIT.HOST_FAILURE;
+      process.exitCode = exitCodeForOutcomes(report.outcomes, report.recovered);
     });
 
   // Only the module of the requested subcommand is loaded (all of them for help and usage errors).

@@ -12,6 +12,7 @@ export const ERROR_CODES = [
   'HOST_WRITE_FAILED',
   'TIMEOUT',
   'VERIFY_FAILED', // a step ran but the read-back did not show its effect
+  'ROLLBACK_FAILED', // a change failed and undoing it failed too: the group may be half-bound
   'JOURNAL', // the journal is unreadable or another run holds it
   'PROFILE_INVALID',
   'KUBELET',
@@ -60,7 +61,7 @@ export class InUseError extends HandoffError {
 }
 
 /** Errno-like codes a host write/read can fail with (the kernel's answers). */
-export type HostErrno = 'EBUSY' | 'ENODEV' | 'EACCES' | 'EIO' | 'EINVAL' | 'ENOENT' | 'EPERM' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'UNKNOWN';
+export type HostErrno = 'EBUSY' | 'ENODEV' | 'EACCES' | 'EIO' | 'EINVAL' | 'ENOENT' | 'EPERM' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ELOOP' | 'UNKNOWN';
 
 export class HostReadError extends HandoffError {
   readonly code = 'HOST_READ_FAILED';
@@ -87,6 +88,27 @@ export class HostWriteError extends HandoffError {
 
 export class TimeoutError extends HandoffError {
   readonly code = 'TIMEOUT';
+}
+
+/**
+ * A host write (or module load) that did not return within the write timeout. The kernel may still be
+ * stuck in it and may still apply it later, so the run writes nothing more to `target` (the device,
+ * console or module the step was about).
+ */
+export class HungWriteError extends TimeoutError {
+  constructor(
+    readonly what: string,
+    readonly target: string,
+    readonly timeoutMs: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`${what} did not return within ${timeoutMs} ms; the kernel may still be stuck in it, so nothing more is written to ${target}`, options);
+  }
+}
+
+/** Undoing a failed change failed too (or a hung write left it unknowable): the group may be half-bound. */
+export class RollbackFailedError extends HandoffError {
+  readonly code = 'ROLLBACK_FAILED';
 }
 
 export class VerifyError extends HandoffError {
@@ -137,6 +159,7 @@ export function errnoOf(err: unknown): HostErrno {
     case 'EEXIST':
     case 'ENOTDIR':
     case 'EISDIR':
+    case 'ELOOP':
       return code;
     default:
       return 'UNKNOWN';

@@ -34,6 +34,27 @@ const spec = (path: string): DeviceSpec => ({ container_path: path, host_path: p
 export type FreshReadiness = ReadonlyMap<string, NotReadyReason | undefined>;
 
 /**
+ * Cheap checks of a whole AllocateRequest before any host read, stopping at the first problem so a
+ * hostile request costs O(advertised devices) at most: no more IDs than devices advertised, every ID
+ * advertised, and no device twice — within a container request or across two of them (one device
+ * cannot go to two containers). `InvalidArgumentError` names the problem.
+ */
+export function checkAllocateRequest(resource: string, advertised: readonly PluginDevice[], containers: readonly { readonly devices_ids: readonly string[] }[]): void {
+  const known = new Set<string>(advertised.map((d) => d.id));
+  const seen = new Set<string>();
+  for (const c of containers) {
+    for (const id of c.devices_ids) {
+      if (seen.size >= known.size) {
+        throw new InvalidArgumentError(`allocate for ${resource}: more device IDs requested than the ${known.size} this plugin advertises`);
+      }
+      if (seen.has(id)) throw new InvalidArgumentError(`allocate for ${resource}: device ${id} is requested twice`);
+      if (!known.has(id)) throw new InvalidArgumentError(`allocate for ${resource}: unknown device ${JSON.stringify(id.slice(0, 64))} (not a device this plugin advertises)`);
+      seen.add(id);
+    }
+  }
+}
+
+/**
  * One ContainerAllocateResponse for one container request.
  * - unknown IDs (not advertised under `resource`) and duplicates → `InvalidArgumentError`;
  * - a device that is no longer ready → `BlockedError` (reason codes in `reasons`).

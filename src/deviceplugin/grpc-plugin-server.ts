@@ -24,6 +24,13 @@ export interface PluginHandlers {
   streamBroken(): void;
 }
 
+/**
+ * Largest request the plugin decodes. kubelet's requests name a node's devices a few times over (an ID
+ * is ~14 bytes on the wire: 1,000 devices ≈ 14 KiB); a bigger one is refused with RESOURCE_EXHAUSTED
+ * by grpc-js before it is decoded, so a hostile client cannot make us allocate for it.
+ */
+export const MAX_REQUEST_BYTES = 64 * 1024;
+
 export const PLUGIN_OPTIONS: DevicePluginOptions = { pre_start_required: false, get_preferred_allocation_available: true };
 
 /** Maps our typed errors to gRPC status codes kubelet logs verbatim. */
@@ -58,6 +65,9 @@ export class GrpcPluginServer {
   private readonly streams = new Map<grpc.ServerWritableStream<Empty, ListAndWatchResponse>, number>();
   private stopping = false;
   private generation = 0;
+  /** The stream kubelet opened for the current registration (the first one after Register). */
+  private kubeletStream: grpc.ServerWritableStream<Empty, ListAndWatchResponse> | undefined;
+  private kubeletGeneration = -1;
 
   constructor(
     private readonly deps: {
@@ -75,18 +85,27 @@ export class GrpcPluginServer {
   async start(): Promise<void> {
     const { api, handlers, logger } = this.deps;
     this.stopping = false;
-    const server = new grpc.Server();
+    const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_REQUEST_BYTES });
     server.addService(api.devicePluginService, {
       GetDevicePluginOptions: (_call: grpc.ServerUnaryCall<Empty, DevicePluginOptions>, cb: grpc.sendUnaryData<DevicePluginOptions>) =>
         cb(null, PLUGIN_OPTIONS),
       ListAndWatch: (call: grpc.ServerWritableStream<Empty, ListAndWatchResponse>) => {
         const generation = this.generation;
+        // kubelet opens its stream right after each Register (it dials back inside the call); any
+        // later stream of the same registration is some other client (a debugging tool, a hostile
+        // process with access to the socket), served but never a reason to re-register.
+        const kubelets = this.kubeletStream === undefined || this.kubeletGeneration !== generation;
+        if (kubelets) {
+          this.kubeletStream = call;
+          this.kubeletGeneration = generation;
+        }
         this.streams.set(call, generation);
         const gone = (): void => {
           if (!this.streams.delete(call)) return;
-          // Only the stream of the latest registration matters: kubelet may drop the stream of an
+          // Only kubelet's stream of the latest registration matters: kubelet may drop the stream of an
           // earlier registration when we register again, and reacting to that would loop.
-          const current = generation === this.generation && ![...this.streams.values()].includes(generation);
+          const current = generation === this.generation && this.kubeletStream === call;
+          if (this.kubeletStream === call) this.kubeletStream = undefined;
           if (!this.stopping && current) handlers.streamBroken();
         };
         call.on('cancelled', gone);

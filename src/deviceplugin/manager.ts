@@ -1,10 +1,10 @@
 import type { Clock } from '../core/clock.js';
-import { ConflictError } from '../core/errors.js';
+import { ConflictError, InvalidArgumentError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Gpu, HostSnapshot } from '../host/model.js';
 import type { PluginRecorder } from '../metrics/recorders.js';
 import type { HostReader } from '../sysfs/port.js';
-import { buildContainerAllocateResponse } from './allocate.js';
+import { buildContainerAllocateResponse, checkAllocateRequest } from './allocate.js';
 import { KUBELET_SOCKET, loadDevicePluginApi } from './api.js';
 import type { AllocateRequest, AllocateResponse, DevicePluginApi, PreferredAllocationRequest, PreferredAllocationResponse } from './api.js';
 import { computeDeviceSets, diffDeviceSets, envVarClashes, toWireDevice } from './devices.js';
@@ -247,6 +247,7 @@ export class DevicePluginManager {
       const snapshot = this.snapshot;
       if (!snapshot) throw new ConflictError('no host snapshot yet');
       const advertised: readonly PluginDevice[] = this.sets.get(resource) ?? [];
+      checkAllocateRequest(resource, advertised, req.container_requests);
       const ids = req.container_requests.flatMap((c) => c.devices_ids);
       // Fresh host state for exactly the requested devices, read now (kubelet keeps the answer forever).
       const fresh = await revalidateDevices(this.deps.reader, snapshot, ids);
@@ -262,15 +263,28 @@ export class DevicePluginManager {
     }
   }
 
+  /**
+   * Only advertised devices are ever returned: available IDs we do not advertise are ignored, and a
+   * must-include ID we do not advertise (or that is not in the available list) is refused.
+   */
   private preferred(resource: string, req: PreferredAllocationRequest): PreferredAllocationResponse {
-    const numa = new Map((this.sets.get(resource) ?? []).map((d) => [d.id as string, d.numaNode]));
+    const advertised = this.sets.get(resource) ?? [];
+    const numa = new Map(advertised.map((d) => [d.id as string, d.numaNode]));
     return {
-      container_responses: req.container_requests.map((c) => ({
-        deviceIDs: preferredAllocation(
-          { available: c.available_deviceIDs, mustInclude: c.must_include_deviceIDs, size: c.allocation_size },
-          (id) => numa.get(id),
-        ),
-      })),
+      container_responses: req.container_requests.map((c) => {
+        const available = c.available_deviceIDs.filter((id) => numa.has(id));
+        const availableSet = new Set(available);
+        const stranger = c.must_include_deviceIDs.find((id) => !availableSet.has(id));
+        if (stranger !== undefined) {
+          throw new InvalidArgumentError(`preferred allocation for ${resource}: must-include device ${JSON.stringify(stranger.slice(0, 64))} is not an available device this plugin advertises`);
+        }
+        if (c.allocation_size > available.length) {
+          throw new InvalidArgumentError(`preferred allocation for ${resource}: ${c.allocation_size} devices asked for, ${available.length} available`);
+        }
+        return {
+          deviceIDs: preferredAllocation({ available, mustInclude: c.must_include_deviceIDs, size: c.allocation_size }, (id) => numa.get(id)),
+        };
+      }),
     };
   }
 

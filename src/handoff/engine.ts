@@ -1,5 +1,5 @@
 import type { Clock } from '../core/clock.js';
-import { BlockedError, InUseError } from '../core/errors.js';
+import { BlockedError, InUseError, RollbackFailedError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PciAddress } from '../core/pci-address.js';
 import { deviceFilesOf, findDeviceFileUsers } from '../host/device-users.js';
@@ -27,6 +27,8 @@ export interface EngineDeps {
   readonly writeTimeoutMs?: number;
   readonly verifyTimeoutMs?: number;
   readonly afterStep?: ExecutorDeps['afterStep'];
+  /** Progress: called as each host step starts and ends (the CLI prints it while the run goes on). */
+  readonly onStep?: ExecutorDeps['onStep'];
 }
 
 export interface InspectReport {
@@ -56,6 +58,8 @@ export interface HandoffReport {
  */
 export class HandoffEngine {
   private readonly recorder: HandoffRecorder;
+  /** Devices/consoles/modules whose write hung in this process: never written again by this engine. */
+  private readonly hung = new Set<string>();
 
   constructor(private readonly deps: EngineDeps) {
     this.recorder = deps.recorder ?? noopHandoffRecorder;
@@ -76,7 +80,7 @@ export class HandoffEngine {
 
   async prepare(selection: Selection, opts: { allowBootGpu: boolean; dryRun?: boolean; signal?: AbortSignal }): Promise<HandoffReport> {
     return this.locked(opts.dryRun ?? false, async (executor) => {
-      const recovered = opts.dryRun ? [] : await executor.recover(opts.signal);
+      const recovered = opts.dryRun ? [] : refuseAfterFailedRecovery(await executor.recover(opts.signal));
       const snapshot = await this.discover();
       const gpus = selection.all ? snapshot.gpus : resolveSelectors(snapshot, selection.selectors);
       const users = await this.deviceUsers(snapshot, gpus);
@@ -98,7 +102,7 @@ export class HandoffEngine {
 
   async release(selection: Selection, opts: { dryRun?: boolean; force?: boolean; signal?: AbortSignal } = {}): Promise<HandoffReport> {
     return this.locked(opts.dryRun ?? false, async (executor) => {
-      const recovered = opts.dryRun ? [] : await executor.recover(opts.signal);
+      const recovered = opts.dryRun ? [] : refuseAfterFailedRecovery(await executor.recover(opts.signal));
       const snapshot = await this.discover();
       const records = await this.deps.store.readRecords();
       const gpus = selection.all
@@ -141,9 +145,12 @@ export class HandoffEngine {
       writeTimeoutMs: this.deps.writeTimeoutMs,
       verifyTimeoutMs: this.deps.verifyTimeoutMs,
       afterStep: this.deps.afterStep,
+      onStep: this.deps.onStep,
+      hung: this.hung,
     });
     if (readOnly) return fn(executor);
     const unlock = await this.deps.store.lock();
+    this.deps.host.warmUp?.();
     try {
       return await fn(executor);
     } finally {
@@ -166,6 +173,20 @@ export class HandoffEngine {
     }
     return findDeviceFileUsers(this.deps.host, wanted);
   }
+}
+
+/**
+ * A journal whose rollback could not finish must not be overwritten by a new run's journal (it is the
+ * only record of what to undo): the run stops before changing anything else.
+ */
+function refuseAfterFailedRecovery(recovered: readonly GroupOutcome[]): readonly GroupOutcome[] {
+  const failed = recovered.filter((o) => o.outcome === 'rollback_failed');
+  if (failed.length > 0) {
+    throw new RollbackFailedError(
+      `recovering the unfinished handoff failed, so nothing else was done: ${failed.map((o) => o.rollbackError?.message ?? `group ${o.group}`).join(' ')}`,
+    );
+  }
+  return recovered;
 }
 
 function isOnVfio(snapshot: HostSnapshot, gpu: Gpu): boolean {

@@ -1,5 +1,5 @@
 import type { Clock } from '../core/clock.js';
-import { HandoffError, InternalError } from '../core/errors.js';
+import { HandoffError, HungWriteError, InternalError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PciAddress } from '../core/pci-address.js';
 import type { HostSnapshot, PciFunction } from '../host/model.js';
@@ -9,16 +9,23 @@ import type { Journal, JournalGroup, StateStore } from '../state/journal.js';
 import { functionIndex, VFIO_DRIVER } from './group.js';
 import { releaseSteps, reprepareSteps, restoreSteps, type GroupRecord, type Plan } from './plan.js';
 import { StepRunner } from './step-runner.js';
-import type { Step } from './steps.js';
+import { describeStep, stepTarget, type Step } from './steps.js';
 
 export interface StepOutcome {
   readonly step: Step;
   readonly outcome: 'done' | 'skipped' | 'failed';
   readonly note?: string;
   readonly error?: { readonly code: string; readonly message: string };
+  /** The step's write did not return within the write timeout (the kernel may still be stuck in it). */
+  readonly hung?: boolean;
 }
 
-export type GroupOutcomeKind = 'prepared' | 'released' | 'already' | 'failed' | 'rolled_back' | 'resumed';
+/**
+ * `rolled_back`: a step failed and the group is back where it was. `rollback_failed`: a step failed
+ * and undoing it failed too (or needed a device with a hung write) — the group may be half-bound,
+ * `rollbackError` says how it stands, and the journal is kept for the next run.
+ */
+export type GroupOutcomeKind = 'prepared' | 'released' | 'already' | 'failed' | 'rolled_back' | 'rollback_failed' | 'resumed';
 
 export interface GroupOutcome {
   readonly group: number;
@@ -28,6 +35,8 @@ export interface GroupOutcome {
   readonly steps: readonly StepOutcome[];
   readonly rollback?: readonly StepOutcome[];
   readonly error?: { readonly code: string; readonly message: string };
+  /** For `rollback_failed`: what could not be undone and the group's functions as they are now. */
+  readonly rollbackError?: { readonly code: 'ROLLBACK_FAILED'; readonly message: string };
 }
 
 export interface ExecutorDeps {
@@ -42,7 +51,19 @@ export interface ExecutorDeps {
   readonly verifyTimeoutMs?: number;
   /** Test hook: called after step `n` (1-based over the run) has been executed and journaled. */
   readonly afterStep?: (n: number) => void;
+  /** Called as each step starts and ends, so a front end can print progress while the run goes on. */
+  readonly onStep?: (event: StepEvent) => void;
+  /**
+   * Targets (device address, console, module) that had a write hang in this process. Shared across
+   * runs (the agent keeps one engine): nothing is written to them again, because the kernel may
+   * still be stuck in the first write and a second would only hang behind it.
+   */
+  readonly hung?: Set<string>;
 }
+
+export type StepEvent =
+  | { readonly phase: 'start'; readonly group: number | undefined; readonly step: Step; readonly rollback: boolean }
+  | { readonly phase: 'end'; readonly group: number | undefined; readonly step: Step; readonly rollback: boolean; readonly outcome: StepOutcome };
 
 /**
  * Executes plans against the host with a journal: the journal is written before the first write and
@@ -51,11 +72,13 @@ export interface ExecutorDeps {
  */
 export class HandoffExecutor {
   private readonly runner: StepRunner;
+  private readonly hung: Set<string>;
   private stepCount = 0;
   /** Outcomes of the host-wide steps (loading vfio-pci) of the last run, for reports. */
   preamble: StepOutcome[] = [];
 
   constructor(private readonly deps: ExecutorDeps) {
+    this.hung = deps.hung ?? new Set();
     this.runner = new StepRunner({
       host: deps.host,
       clock: deps.clock,
@@ -89,7 +112,7 @@ export class HandoffExecutor {
     this.preamble = [];
     for (let i = 0; i < plan.preamble.length; i++) {
       const step = plan.preamble[i]!;
-      const res = await this.runStep(step, signal);
+      const res = await this.runStep(step, signal, undefined, false);
       this.preamble.push(res);
       if (res.outcome === 'failed') {
         // Nothing of any group has changed yet: fail every group without rollback.
@@ -109,7 +132,8 @@ export class HandoffExecutor {
       outcomes.push(outcome);
     }
     // Only a run that got here is complete; an exception escaping above leaves the journal for recover().
-    if (hasWork) await this.deps.store.clearJournal();
+    // A group left `failed` (rollback incomplete, or a hung write that may still land) keeps it too.
+    if (hasWork && !journal.groups.some((g) => g.status === 'failed')) await this.deps.store.clearJournal();
     this.finish(plan.operation, outcomes, started);
     return outcomes;
   }
@@ -132,10 +156,29 @@ export class HandoffExecutor {
         outcomes.push({ ...res, outcome: res.outcome === 'prepared' || res.outcome === 'released' ? 'resumed' : res.outcome });
       } else if (g.status === 'failed') {
         const rollback = await this.rollback(journal.operation, g);
-        outcomes.push({ group: g.group, gpus: g.record.gpus, operation: journal.operation, outcome: 'rolled_back', steps: [], rollback });
+        const problem = await this.rollbackProblem(g, rollback);
+        if (!problem) {
+          const groups: JournalGroup[] = journal.groups.map((x, i) => {
+            if (i !== gi) return x;
+            const { hung: _settled, ...rest } = x;
+            return { ...rest, status: 'rolled-back' as const };
+          });
+          journal = { ...journal, groups };
+          await this.deps.store.writeJournal(journal);
+        }
+        outcomes.push({
+          group: g.group,
+          gpus: g.record.gpus,
+          operation: journal.operation,
+          outcome: problem ? 'rollback_failed' : 'rolled_back',
+          steps: [],
+          rollback,
+          ...(problem ? { rollbackError: { code: 'ROLLBACK_FAILED' as const, message: problem } } : {}),
+        });
       }
     }
-    await this.deps.store.clearJournal();
+    // A recovery that could not finish keeps the journal: it is the only record of what to undo.
+    if (!journal.groups.some((g) => g.status === 'failed')) await this.deps.store.clearJournal();
     this.finish(journal.operation, outcomes, started);
     return outcomes;
   }
@@ -162,13 +205,25 @@ export class HandoffExecutor {
     await update({ status: 'running', completed: from });
     const results: StepOutcome[] = [];
     for (let i = from; i < g.steps.length; i++) {
-      const res = await this.runStep(g.steps[i]!, signal);
+      const res = await this.runStep(g.steps[i]!, signal, g.group, false);
       results.push(res);
       if (res.outcome === 'failed') {
-        await update({ status: 'failed', completed: i });
+        const hung = res.hung ? { what: res.error?.message ?? '', target: stepTarget(res.step), at: this.deps.clock.now() } : g.hung;
+        await update({ status: 'failed', completed: i, ...(hung ? { hung } : {}) });
         const rollback = await this.rollback(operation, journal.groups[gi]!);
-        await update({ status: 'rolled-back' });
-        return { group: g.group, gpus: g.record.gpus, operation, outcome: 'rolled_back', steps: results, rollback, error: res.error };
+        const problem = await this.rollbackProblem(journal.groups[gi]!, rollback);
+        // The journal keeps `failed` while the group may still change under us (a hung write) or is half-bound.
+        if (!problem && !hung) await update({ status: 'rolled-back' });
+        return {
+          group: g.group,
+          gpus: g.record.gpus,
+          operation,
+          outcome: problem ? 'rollback_failed' : 'rolled_back',
+          steps: results,
+          rollback,
+          error: res.error,
+          ...(problem ? { rollbackError: { code: 'ROLLBACK_FAILED' as const, message: problem } } : {}),
+        };
       }
       await update({ completed: i + 1 });
       this.afterStep();
@@ -203,13 +258,52 @@ export class HandoffExecutor {
     const fns = known.map((a) => idx.get(a as PciAddress)).filter((f): f is NonNullable<typeof f> => f !== undefined);
     const steps = rollbackSteps(operation, g, fns);
     const out: StepOutcome[] = [];
-    for (const step of steps) out.push(await this.runStep(step));
+    for (const step of steps) out.push(await this.runStep(step, undefined, g.group, true));
     if (operation === 'prepare' && out.every((s) => s.outcome !== 'failed')) await this.dropRecordIfOnlyThisRun(g.record);
     this.deps.logger.warn({ group: g.group, operation, failed: out.filter((s) => s.outcome === 'failed').length }, 'rolled back group');
     return out;
   }
 
-  private async runStep(step: Step, signal?: AbortSignal): Promise<StepOutcome> {
+  /**
+   * Undefined when the rollback put the group back; otherwise the sentence for `rollback_failed`:
+   * the steps that failed and every function's driver as the host shows it now.
+   */
+  private async rollbackProblem(g: JournalGroup, rollback: readonly StepOutcome[]): Promise<string | undefined> {
+    const failed = rollback.filter((s) => s.outcome === 'failed');
+    if (failed.length === 0) return undefined;
+    let state: string;
+    try {
+      const idx = functionIndex(await this.deps.discover());
+      state = Object.keys(g.record.originalDrivers)
+        .map((a) => {
+          const fn = idx.get(a as PciAddress);
+          if (!fn) return `${a} is gone`;
+          return `${a} on ${fn.driver ?? 'no driver'}${fn.driverOverride ? ` (driver_override ${fn.driverOverride})` : ''}`;
+        })
+        .join(', ');
+    } catch (err) {
+      state = `unknown (${errorInfo(err).message})`;
+    }
+    return (
+      `rollback of group ${g.group} did not complete — ${failed.map((s) => `${describeStep(s.step)}: ${s.error?.message ?? 'failed'}`).join('; ')}. ` +
+      `The group is not as it was before (it may be half-bound): ${state}. The journal is kept; the next prepare/release retries the rollback.`
+    );
+  }
+
+  private async runStep(step: Step, signal: AbortSignal | undefined, group: number | undefined, rollback: boolean): Promise<StepOutcome> {
+    this.deps.onStep?.({ phase: 'start', group, step, rollback });
+    const res = await this.execute(step, signal);
+    this.deps.onStep?.({ phase: 'end', group, step, rollback, outcome: res });
+    return res;
+  }
+
+  private async execute(step: Step, signal: AbortSignal | undefined): Promise<StepOutcome> {
+    const target = stepTarget(step);
+    if (step.kind !== 'verify-group' && this.hung.has(target)) {
+      // No retries on a device whose write hung: a second write would queue behind the first in the kernel.
+      this.deps.recorder.stepCompleted(step.kind, 'failed');
+      return { step, outcome: 'failed', error: { code: 'TIMEOUT', message: `not writing to ${target}: an earlier write to it did not return (the kernel may still be stuck in it)` } };
+    }
     try {
       const res = await this.runner.run(step, signal);
       this.deps.recorder.stepCompleted(step.kind, res.outcome);
@@ -218,6 +312,10 @@ export class HandoffExecutor {
     } catch (err) {
       this.deps.recorder.stepCompleted(step.kind, 'failed');
       this.deps.logger.error({ step, err: errorInfo(err) }, 'step failed');
+      if (err instanceof HungWriteError) {
+        this.hung.add(err.target);
+        return { step, outcome: 'failed', error: errorInfo(err), hung: true };
+      }
       return { step, outcome: 'failed', error: errorInfo(err) };
     }
   }
@@ -272,7 +370,8 @@ export class HandoffExecutor {
   private finish(operation: 'prepare' | 'release', outcomes: readonly GroupOutcome[], started: number): void {
     const seconds = (this.deps.clock.now() - started) / 1000;
     for (const o of outcomes) {
-      const result = o.outcome === 'failed' ? 'failure' : o.outcome === 'rolled_back' ? 'rolled_back' : o.outcome === 'already' ? 'noop' : 'success';
+      const result =
+        o.outcome === 'failed' || o.outcome === 'rollback_failed' ? 'failure' : o.outcome === 'rolled_back' ? 'rolled_back' : o.outcome === 'already' ? 'noop' : 'success';
       this.deps.recorder.handoffFinished(operation, result, o.error?.code ?? 'none', seconds);
     }
   }

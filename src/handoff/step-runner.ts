@@ -1,5 +1,5 @@
 import type { Clock } from '../core/clock.js';
-import { TimeoutError, VerifyError } from '../core/errors.js';
+import { HungWriteError, VerifyError } from '../core/errors.js';
 import type { PciAddress } from '../core/pci-address.js';
 import type { HostPort } from '../sysfs/port.js';
 import {
@@ -17,7 +17,7 @@ import { findBarClaims } from '../host/readiness.js';
 import { parseResourceFile } from '../host/resource.js';
 import { PROC_IOMEM } from '../sysfs/paths.js';
 import { VFIO_DRIVER } from './group.js';
-import type { Step } from './steps.js';
+import { stepTarget, type Step } from './steps.js';
 
 export interface StepResult {
   readonly outcome: 'done' | 'skipped';
@@ -39,13 +39,17 @@ export interface StepRunnerDeps {
  * then reads back until the effect shows or the verify deadline passes.
  */
 export class StepRunner {
+  /** What the current step is about (device, console, module): a hang is blamed on it. */
+  private target = '';
+
   constructor(private readonly deps: StepRunnerDeps) {}
 
   async run(step: Step, signal?: AbortSignal): Promise<StepResult> {
+    this.target = stepTarget(step);
     switch (step.kind) {
       case 'load-module': {
         if (await this.driverLoaded(step.module)) return { outcome: 'skipped' };
-        await this.guard(`load module ${step.module}`, (s) => this.deps.host.loadModule(step.module, { signal: s }), signal);
+        await this.guard(`loading kernel module ${step.module}`, (s) => this.deps.host.loadModule(step.module, { signal: s }), signal);
         await this.until(() => this.driverLoaded(step.module), `driver ${step.module} did not appear after loading the module`);
         return { outcome: 'done' };
       }
@@ -161,16 +165,31 @@ export class StepRunner {
   }
 
   private async write(path: string, value: string, signal?: AbortSignal): Promise<void> {
-    await this.guard(`write ${path}`, (s) => this.deps.host.writeText(path, value, { signal: s }), signal);
+    await this.guard(`writing ${JSON.stringify(value)} to ${path}`, (s) => this.deps.host.writeText(path, value, { signal: s }), signal);
   }
 
-  /** Bounds an operation with the write timeout (and the caller's signal) and names a hang as TimeoutError. */
+  /**
+   * Bounds an operation with the write timeout (and the caller's signal). It does not rely on the host
+   * port honouring the signal: after the deadline the step fails with `HungWriteError` whether or not
+   * the operation ever settles (the kernel may keep the thread; we must not wait for it).
+   */
   private async guard(what: string, op: (signal: AbortSignal) => Promise<void>, outer?: AbortSignal): Promise<void> {
     const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(new TimeoutError(`${what} did not finish within ${this.deps.writeTimeoutMs} ms`)), this.deps.writeTimeoutMs);
+    const target = this.target;
+    const ms = this.deps.writeTimeoutMs;
     const signal = outer ? AbortSignal.any([outer, timeout.signal]) : timeout.signal;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new HungWriteError(what, target, ms);
+        timeout.abort(err);
+        reject(err);
+      }, ms);
+    });
+    const work = op(signal);
+    work.catch(() => undefined); // a late failure of an abandoned operation is nobody's business
     try {
-      await op(signal);
+      await Promise.race([work, expired]);
     } catch (err) {
       if (timeout.signal.aborted) throw timeout.signal.reason as Error;
       throw err;

@@ -1,5 +1,6 @@
 import { comparePciAddress, normaliseHexId, parsePciAddress, type PciAddress } from '../core/pci-address.js';
 import { silentLogger, type Logger } from '../core/logger.js';
+import { HostReadError } from '../core/errors.js';
 import type { HostReader } from '../sysfs/port.js';
 import type { Framebuffer, Gpu, HostSnapshot, IommuGroup, IommuPlatform, PciFunction, VtConsole } from './model.js';
 import { gpuKindOf, isBridgeClass } from './classify.js';
@@ -56,13 +57,14 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
   const kernel = parseKernelRelease(osrelease);
   // With the IOMMU off /sys/class/iommu is empty: the CPU tells Intel, AMD and arm64 apart.
   const cpuinfo = iommuDevices.length === 0 ? await reader.readText(P.PROC_CPUINFO).catch(() => undefined) : undefined;
+  const unreadable: { address: PciAddress; error: string }[] = [];
 
   const addresses = uniqueAddresses(deviceNames);
   const groupIds = groupNames.filter((n) => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b);
   const fbNames = platformNames.filter((n) => framebufferTypeOf(n) !== undefined).sort();
 
   const [basics, groups, fbLinks, iomem, vtconsoles, vfioLoadable] = await Promise.all([
-    Promise.all(addresses.map((a) => readBasic(reader, a, logger))),
+    Promise.all(addresses.map((a) => readBasic(reader, a, logger).catch((err: unknown) => unreadableDevice(a, err, unreadable, logger)))),
     Promise.all(groupIds.map(async (id): Promise<IommuGroup> => ({ id, members: uniqueAddresses(await reader.list(P.iommuGroupDevices(id))) }))),
     Promise.all(fbNames.map(async (name) => ({ name, ...(await readFramebufferLinks(reader, name)) }))),
     // Always read: besides framebuffer ownership it tells whether anything claims a GPU's BARs.
@@ -88,14 +90,18 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
   const needsDetail = (b: BasicFunction): boolean =>
     full || candidates.has(b.address) || relevantSlots.has(slotOf(b.address)) || relevantGroups.has(groupOf.get(b.address) ?? -1);
 
-  const detailed = await Promise.all(
-    present.map(async (b) => {
-      const fn = needsDetail(b)
-        ? await readDetail(reader, b, groupOf.get(b.address), { bars: full || candidates.has(b.address) })
-        : { fn: bareFunction(b, groupOf.get(b.address)), consumers: [] as PciAddress[] };
-      return fn;
-    }),
-  );
+  const detailed = (
+    await Promise.all(
+      present.map(async (b) => {
+        const fn = needsDetail(b)
+          ? await readDetail(reader, b, groupOf.get(b.address), { bars: full || candidates.has(b.address) }).catch((err: unknown) =>
+              unreadableDevice(b.address, err, unreadable, logger),
+            )
+          : { fn: bareFunction(b, groupOf.get(b.address)), consumers: [] as PciAddress[] };
+        return fn;
+      }),
+    )
+  ).filter((d): d is Detailed => d !== undefined);
   const functions = detailed.map((d) => d.fn).sort((a, b) => comparePciAddress(a.address, b.address));
 
   // SR-IOV virtual functions carry the GPU class too; each is handed off on its own (own IOMMU group,
@@ -146,6 +152,7 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
     barClaims,
     iomemReadable: addressesWithClaims || iomem.length === 0,
     platform: iommuPlatform(iommuDevices, kernel.release, cpuinfo),
+    ...(unreadable.length > 0 ? { unreadable: unreadable.sort((a, b) => comparePciAddress(a.address, b.address)) } : {}),
   };
 }
 
@@ -165,6 +172,18 @@ export function iommuPlatform(iommuDevices: readonly string[], release: string |
   }
   if (release !== undefined && /(aarch64|arm64|-64k\b|rpi|raspi|tegra)/i.test(release)) return 'arm-smmu';
   return 'unknown';
+}
+
+/**
+ * A device whose directory cannot be read (a symlink loop, EIO from a dying device) is reported and
+ * left out; the rest of the host is still discovered. Its address stays in its IOMMU group's members,
+ * so a verdict on that group sees an unknown member and blocks.
+ */
+function unreadableDevice(address: PciAddress, err: unknown, into: { address: PciAddress; error: string }[], logger: Logger): undefined {
+  if (!(err instanceof HostReadError)) throw err;
+  into.push({ address, error: err.message });
+  logger.warn({ address, err: err.message }, 'PCI device unreadable; left out');
+  return undefined;
 }
 
 /** Valid, de-duplicated PCI addresses from a directory listing, sorted; garbage names are ignored. */

@@ -118,4 +118,6 @@ export interface HostSnapshot {
   readonly iomemReadable?: boolean;
   /** CPU architecture family from the kernel release / IOMMU drivers present; drives advice wording only. */
   readonly platform?: IommuPlatform;
+  /** PCI devices whose sysfs directory could not be read (e.g. a symlink loop): left out, not fatal. */
+  readonly unreadable?: readonly { readonly address: PciAddress; readonly error: string }[];
 }

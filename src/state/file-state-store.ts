@@ -2,7 +2,9 @@ import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { JournalError } from '../core/errors.js';
 import type { GroupRecord } from '../handoff/plan.js';
+import { acquireFlock } from './flock.js';
 import type { Journal, StateStore } from './journal.js';
+import { journalProblem, recordsProblem } from './schema.js';
 
 /**
  * The journal and records as JSON files in a state directory (the DaemonSet mounts the host's
@@ -10,18 +12,18 @@ import type { Journal, StateStore } from './journal.js';
  * rename): a crash leaves either the old or the new journal, never a torn one.
  */
 export class FileStateStore implements StateStore {
-  constructor(private readonly deps: { dir: string; pid?: number; isAlive?: (pid: number) => boolean }) {}
+  constructor(private readonly deps: { dir: string; pid?: number; flock?: string }) {}
 
   private path(name: string): string {
     return join(this.deps.dir, name);
   }
 
+  /** The journal, or undefined when there is none; `JournalError` (exit 7) when it is not a valid journal. */
   async readJournal(): Promise<Journal | undefined> {
     const raw = await this.readJson('journal.json');
     if (raw === undefined) return undefined;
-    if ((raw as Journal).version !== 1 || !Array.isArray((raw as Journal).groups)) {
-      throw new JournalError(`unrecognised journal in ${this.path('journal.json')}; move it aside after checking the host by hand`);
-    }
+    const problem = journalProblem(raw);
+    if (problem) throw new JournalError(`${this.path('journal.json')} is not a valid journal (${problem}); move it aside after checking the host by hand`);
     return raw as Journal;
   }
 
@@ -33,39 +35,28 @@ export class FileStateStore implements StateStore {
     await rm(this.path('journal.json'), { force: true });
   }
 
+  /** The records (empty when the file is absent); `JournalError` (exit 7) when the file is not valid. */
   async readRecords(): Promise<Map<number, GroupRecord>> {
-    const raw = (await this.readJson('records.json')) as { groups?: GroupRecord[] } | undefined;
-    return new Map((raw?.groups ?? []).map((r) => [r.group, r]));
+    const raw = await this.readJson('records.json');
+    if (raw === undefined) return new Map();
+    const problem = recordsProblem(raw);
+    if (problem) throw new JournalError(`${this.path('records.json')} is not a valid records file (${problem}); move it aside after checking the host by hand`);
+    return new Map((raw as { groups: GroupRecord[] }).groups.map((r) => [r.group, r]));
   }
 
   async writeRecords(records: ReadonlyMap<number, GroupRecord>): Promise<void> {
     await this.writeJson('records.json', { version: 1, groups: [...records.values()].sort((a, b) => a.group - b.group) });
   }
 
+  /** An exclusive flock(2) on `<dir>/lock` (see `acquireFlock`); JournalError when another run holds it. */
   async lock(): Promise<() => Promise<void>> {
     await mkdir(this.deps.dir, { recursive: true, mode: 0o700 });
     const lockPath = this.path('lock');
-    const pid = this.deps.pid ?? process.pid;
-    const isAlive = this.deps.isAlive ?? defaultIsAlive;
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fh = await open(lockPath, 'wx', 0o600);
-        await fh.writeFile(String(pid));
-        await fh.close();
-        return async () => {
-          await rm(lockPath, { force: true });
-        };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new JournalError(`cannot create ${lockPath}`, { cause: err });
-        const holder = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
-        if (Number.isInteger(holder) && holder > 0 && holder !== pid && isAlive(holder)) {
-          throw new JournalError(`another vfio-handoff run (pid ${holder}) holds ${lockPath}`);
-        }
-        // The holder died (e.g. SIGKILL mid-prepare): the lock is stale, the journal tells what to recover.
-        await rm(lockPath, { force: true });
-      }
-    }
-    throw new JournalError(`cannot take ${lockPath}`);
+    // Create it if missing, never truncate or delete it: every run must lock the same inode.
+    await open(lockPath, 'a', 0o600).then((fh) => fh.close(), (err: unknown) => {
+      throw new JournalError(`cannot create ${lockPath}`, { cause: err });
+    });
+    return acquireFlock(lockPath, { flock: this.deps.flock, pid: this.deps.pid });
   }
 
   private async readJson(name: string): Promise<unknown> {
@@ -91,14 +82,5 @@ export class FileStateStore implements StateStore {
     await fh.sync();
     await fh.close();
     await rename(tmp, this.path(name));
-  }
-}
-
-function defaultIsAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

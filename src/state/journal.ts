@@ -15,6 +15,11 @@ export interface JournalGroup {
   readonly status: 'pending' | 'running' | 'done' | 'failed' | 'rolled-back';
   /** Each written function's driver and override when the run was planned: what a rollback restores. */
   readonly before?: Readonly<Record<string, FunctionState>>;
+  /**
+   * A write of this group that did not return (the kernel may still apply it): the group stays
+   * `failed` and the journal is kept after the run, so the next run checks the group again.
+   */
+  readonly hung?: { readonly what: string; readonly target: string; readonly at: number };
 }
 
 export interface Journal {

@@ -1,9 +1,19 @@
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HostReadError, HostWriteError, InvalidArgumentError, TimeoutError } from '../core/errors.js';
 import { NodeHost } from './node-host.js';
+import { WriterProcess } from './writer-process.js';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 let root: string;
 beforeEach(async () => {
@@ -69,17 +79,26 @@ describe(NodeHost.name, () => {
     expect(await sut.readText('sys/bus/pci/devices/0000:00:02.0/vendor')).toBe('0x1234\n');
   });
 
-  it('rejects on abort while the write is blocked (a FIFO stands in for a stuck sysfs store)', async () => {
+  it('walks away from writes that never return: six hung FIFO writes, then reads and writes still work and every stuck writer is dead', async () => {
     const { execFileSync } = await import('node:child_process');
-    const fifo = join(root, 'sys/stuck');
-    execFileSync('mkfifo', [fifo]);
-    const sut = new NodeHost({ root });
-    const ac = new AbortController();
-    const p = sut.writeText('sys/stuck', '1', { signal: ac.signal });
-    setTimeout(() => ac.abort(), 30);
-    await expect(p).rejects.toBeInstanceOf(TimeoutError);
-    // Unblock the libuv thread that is still waiting in open(2), so the test leaves nothing behind.
-    await readFile(fifo).catch(() => undefined);
+    const writer = new WriterProcess({ idleMs: 200 });
+    const sut = new NodeHost({ root, writer });
+    for (let i = 0; i < 6; i++) {
+      // A FIFO nobody reads: open(O_WRONLY) blocks for ever, like a store stuck in a driver's remove().
+      execFileSync('mkfifo', [join(root, `sys/stuck${i}`)]);
+      const ac = new AbortController();
+      const p = sut.writeText(`sys/stuck${i}`, '1', { signal: ac.signal });
+      setTimeout(() => ac.abort(), 50);
+      await expect(p).rejects.toBeInstanceOf(TimeoutError);
+    }
+    expect(writer.abandoned).toHaveLength(6);
+    // With writes on libuv's pool of 4 threads these would now queue for ever behind the stuck ones.
+    expect(await sut.readText('sys/bus/pci/devices/0000:00:02.0/vendor')).toBe('0x1234\n');
+    expect(await sut.readText('sys/stuck0')).toBe(''); // reads never block on a FIFO (O_NONBLOCK)
+    await sut.writeText('sys/bus/pci/devices/0000:00:02.0/vendor', 'ok');
+    expect(await readFile(join(root, 'sys/devices/pci0000:00/0000:00:02.0/vendor'), 'utf8')).toBe('ok');
+    await vi.waitFor(() => expect(writer.abandoned.filter(alive)).toEqual([]), { timeout: 5_000 });
+    sut.close();
   });
 
   it('loadModule validates the name and runs modprobe with -d for a non-/ root', async () => {

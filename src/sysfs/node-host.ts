@@ -1,16 +1,19 @@
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, open, readFile, readdir, readlink } from 'node:fs/promises';
+import { access, readFile, readdir, readlink } from 'node:fs/promises';
 import { resolve as resolvePath, sep } from 'node:path';
 import { HostReadError, HostWriteError, InvalidArgumentError, TimeoutError, errnoOf } from '../core/errors.js';
 import { assertSafeRelativePath } from './paths.js';
 import type { HostPort, WriteOptions } from './port.js';
+import { WriterProcess } from './writer-process.js';
 
 export interface NodeHostDeps {
   /** Where the host's `/` is mounted: `/` on the node itself, `/host` in the DaemonSet. Default `/`. */
   readonly root?: string;
   /** The `modprobe` binary; default `modprobe` from PATH. */
   readonly modprobe?: string;
+  /** Where writes run; default a `WriterProcess` of its own. */
+  readonly writer?: WriterProcess;
 }
 
 export interface HostIoStats {
@@ -26,10 +29,22 @@ export class NodeHost implements HostPort {
   private readonly root: string;
   private readonly modprobe: string;
   private counters = { reads: 0, writes: 0 };
+  private readonly writer: WriterProcess;
 
   constructor(deps: NodeHostDeps = {}) {
     this.root = resolvePath(deps.root ?? '/');
     this.modprobe = deps.modprobe ?? 'modprobe';
+    this.writer = deps.writer ?? new WriterProcess();
+  }
+
+  /** Starts the writer child while the run is still reading the host. */
+  warmUp(): void {
+    this.writer.warm();
+  }
+
+  /** Stops the idle writer child at once (tests); otherwise it exits by itself after a few idle seconds. */
+  close(): void {
+    this.writer.close();
   }
 
   /** Reads and writes so far; the benchmark reports sysfs reads per GPU from this. */
@@ -50,7 +65,9 @@ export class NodeHost implements HostPort {
     const full = this.abs(path);
     this.counters.reads++;
     try {
-      return await readFile(full, 'utf8');
+      // O_NONBLOCK: sysfs and procfs ignore it, but a FIFO or device node planted in the tree would
+      // otherwise block the read (and a libuv thread) for ever.
+      return await readFile(full, { encoding: 'utf8', flag: constants.O_RDONLY | constants.O_NONBLOCK });
     } catch (err) {
       const errno = errnoOf(err);
       if (errno === 'ENOENT' || errno === 'ENOTDIR') return undefined;
@@ -98,41 +115,15 @@ export class NodeHost implements HostPort {
 
   /**
    * One `write(2)` of the whole value (sysfs takes one store per write), opened without O_CREAT so a
-   * missing attribute fails with ENOENT instead of becoming a file. A write stuck in the kernel (an
-   * `unbind` waiting on a driver) cannot be cancelled from Node: on abort the promise rejects with
-   * `TimeoutError`, but the libuv pool thread stays blocked until the kernel returns.
+   * missing attribute fails with ENOENT instead of becoming a file. The write runs in a writer child
+   * process (see `WriterProcess`): a write stuck in the kernel (an `unbind` waiting on a driver) cannot
+   * be cancelled from Node, so on abort the promise rejects with `TimeoutError` and the child is
+   * killed and abandoned; this process never waits for it and no libuv thread stays blocked.
    */
   async writeText(path: string, value: string, opts: WriteOptions = {}): Promise<void> {
     const full = this.abs(path);
-    const signal = opts.signal;
-    if (signal?.aborted) throw new TimeoutError(`writing ${JSON.stringify(value)} to ${path} was aborted before it started`, { cause: signal.reason });
     this.counters.writes++;
-    const work = (async () => {
-      let fh;
-      try {
-        fh = await open(full, constants.O_WRONLY | constants.O_TRUNC);
-        const buf = Buffer.from(value, 'utf8');
-        const { bytesWritten } = await fh.write(buf, 0, buf.length, null);
-        if (bytesWritten !== buf.length) throw Object.assign(new Error('short write'), { code: 'EIO' });
-      } catch (err) {
-        throw new HostWriteError(path, value, errnoOf(err), { cause: err });
-      } finally {
-        await fh?.close().catch(() => undefined);
-      }
-    })();
-    if (!signal) return work;
-    let onAbort: (() => void) | undefined;
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(new TimeoutError(`writing ${JSON.stringify(value)} to ${path} did not complete before it was aborted`, { cause: signal.reason }));
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-    // Keep a late failure of the abandoned write from surfacing as an unhandled rejection.
-    work.catch(() => undefined);
-    try {
-      return await Promise.race([work, aborted]);
-    } finally {
-      if (onAbort) signal.removeEventListener('abort', onAbort);
-    }
+    await this.writer.write(full, path, value, opts.signal);
   }
 
   /** `modprobe [-d <root>] <name>`; the name is validated so it can never be read as an option. */
@@ -141,13 +132,18 @@ export class NodeHost implements HostPort {
     const args = this.root === sep ? [name] : ['-d', this.root, name];
     this.counters.writes++;
     await new Promise<void>((resolve, reject) => {
-      execFile(this.modprobe, args, { signal: opts.signal, timeout: 60_000 }, (err, _stdout, stderr) => {
+      const child = execFile(this.modprobe, args, { signal: opts.signal, timeout: 60_000, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => {
         if (!err) return resolve();
         if (opts.signal?.aborted) return reject(new TimeoutError(`modprobe ${name} was aborted`, { cause: err }));
         // modprobe exits 1 for "not found" and for insmod failures; stderr says which.
         const errno = /not found/i.test(stderr) ? 'ENOENT' : errnoOf(err);
         reject(new HostWriteError(`modprobe:${name}`, name, errno, { cause: Object.assign(err, { stderr }) }));
       });
+      // A modprobe stuck in init_module() may outlive SIGKILL for a while: never let it hold our exit.
+      opts.signal?.addEventListener('abort', () => {
+        child.unref();
+        for (const s of [child.stdout, child.stderr]) s?.destroy();
+      }, { once: true });
     });
   }
 }

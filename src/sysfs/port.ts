@@ -26,6 +26,8 @@ export interface HostWriter {
   writeText(path: string, value: string, opts?: WriteOptions): Promise<void>;
   /** Loads a kernel module (e.g. `vfio-pci`) the way `modprobe` would. Rejects with `HostWriteError`. */
   loadModule(name: string, opts?: WriteOptions): Promise<void>;
+  /** Optional hint that writes are coming (a run took the lock): start what writing needs, in the background. */
+  warmUp?(): void;
 }
 
 export type HostPort = HostReader & HostWriter;

@@ -241,6 +241,7 @@ export class SimulatedKernel implements HostPort {
   private readonly faults: (Rule & { errno: FaultErrno })[] = [];
   private readonly readFaults: (Rule & { errno: HostErrno })[] = [];
   private readonly hangs: Rule[] = [];
+  private readonly hung: (() => void)[] = [];
   private readonly log: { -readonly [K in keyof WriteLogEntry]: WriteLogEntry[K] }[] = [];
   private counters = { reads: 0, writes: 0 };
   private cached: VirtualTree | undefined;
@@ -376,17 +377,9 @@ export class SimulatedKernel implements HostPort {
       throw new TimeoutError(`writing ${JSON.stringify(value)} to ${path} was aborted before it started`, { cause: signal.reason });
     }
     if (this.take(this.hangs, path)) {
-      // Like a driver's remove() that never returns: nothing happens until the caller gives up.
-      await new Promise<never>((_, reject) => {
-        signal?.addEventListener(
-          'abort',
-          () => {
-            entry.outcome = 'aborted';
-            reject(new TimeoutError(`writing ${JSON.stringify(value)} to ${path} did not complete before it was aborted`, { cause: signal.reason }));
-          },
-          { once: true },
-        );
-      });
+      // Like a driver's remove() that never returns: the kernel keeps the writer's thread, whatever the
+      // caller's signal says. The write stays `pending` until `releaseHangs()` lets it finish (and apply).
+      await new Promise<void>((resolve) => this.hung.push(resolve));
     }
     const fault = this.take(this.faults, path);
     if (fault) {
@@ -412,6 +405,7 @@ export class SimulatedKernel implements HostPort {
       entry.outcome = 'aborted';
       throw new TimeoutError(`modprobe ${name} was aborted`, { cause: opts.signal.reason });
     }
+    if (this.take(this.hangs, `modprobe:${name}`)) await new Promise<void>((resolve) => this.hung.push(resolve));
     const fault = this.take(this.faults, `modprobe:${name}`);
     if (fault) {
       entry.outcome = 'error';
@@ -445,9 +439,22 @@ export class SimulatedKernel implements HostPort {
     this.readFaults.push({ path: spec.path, errno: spec.errno, remaining: spec.times ?? Infinity });
   }
 
-  /** Makes matching writes hang until their AbortSignal aborts (then they reject with `TimeoutError`, without effect). */
+  /**
+   * Makes matching writes hang the way a write stuck in the kernel does: they never settle and ignore
+   * their AbortSignal (the caller must walk away), until `releaseHangs()`.
+   */
   injectHang(spec: HangSpec): void {
     this.hangs.push({ path: spec.path, remaining: spec.times ?? Infinity });
+  }
+
+  /** Lets every hung write finish now; each then applies its effect, as a late kernel return would. */
+  releaseHangs(): void {
+    for (const resolve of this.hung.splice(0)) resolve();
+  }
+
+  /** Writes that are hung right now. */
+  get hungWrites(): number {
+    return this.hung.length;
   }
 
   clearFaults(): void {

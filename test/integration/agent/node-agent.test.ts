@@ -183,6 +183,30 @@ describe('NodeAgent against the fake API server and the simulated kernel', () =>
     expect(phases()['0000:18:00.0']).toBe('Ready');
   });
 
+  it('stays alive through hung writes on five GPUs, reports each Failed/Timeout naming the write, and never writes to a hung GPU again', async () => {
+    await setup('bench-16gpu');
+    const snap = await (await import('../../../src/host/discover.js')).discoverHost(kernel);
+    const gpus = snap.gpus.filter((g) => !g.isBootGpu).map((g) => g.fn.address).slice(0, 6);
+    const hung = gpus.slice(0, 5);
+    for (const a of hung) kernel.injectHang({ path: `sys/bus/pci/devices/${a}/driver_override` });
+    await desire(gpus.map((address) => ({ address })));
+    await sut.reconcileOnce();
+    for (const a of hung) {
+      expect(phases()[a]).toBe('Failed/Timeout');
+      expect(obj().status?.gpus?.find((g) => g.address === a)?.message).toMatch(new RegExp(`${a.replace(/\./g, '\\.')}/driver_override did not return`));
+    }
+    expect(phases()[gpus[5]!]).toBe('Ready');
+    expect(kernel.hungWrites).toBe(5);
+    // Backoff over: the agent tries again, but the engine refuses to write to a device whose write hung.
+    clock.t += 60_000;
+    await sut.reconcileOnce();
+    for (const a of hung) {
+      expect(phases()[a]).toBe('Failed/Timeout');
+      expect(kernel.writeLog.filter((w) => w.path.includes(a))).toHaveLength(1);
+    }
+    expect(kernel.hungWrites).toBe(5);
+  });
+
   it('reports GPUs someone else bound to vfio-pci as Ready and never releases them', async () => {
     await setup('server-aspeed-l40s-vfio');
     await sut.reconcileOnce();

@@ -14,7 +14,7 @@ export async function startPodResources(socket: string, held: () => string[], re
 }
 
 /** Polls `fn` every 100 ms until it returns something other than undefined/false. */
-export async function until<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+export async function until<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();

@@ -1,7 +1,14 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { HOST_PROGRAMS } from '../../../src/sysfs/programs.js';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from './support/tools.js';
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sourceFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
+}
 
 interface Instruction {
   op: string;
@@ -96,6 +103,24 @@ describe('Dockerfile', () => {
     const run = st[1]?.body.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n') ?? '';
     expect(run).toMatch(/apt-get install[^\n]*\bhwdata\b/);
     expect(run).toContain('test -s /usr/share/misc/pci.ids');
+  });
+
+  it('installs and checks every program the code executes (src/sysfs/programs.ts)', () => {
+    const run = st[1]?.body.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n') ?? '';
+    const installed = new Set((/apt-get install\s+([^&]*)/.exec(run)?.[1] ?? '').split(/\s+/).filter((w) => w && !w.startsWith('-')));
+    for (const [program, { package: pkg }] of Object.entries(HOST_PROGRAMS)) {
+      if (program !== 'node') expect(installed, `${program} needs the Debian package ${pkg}`).toContain(pkg);
+      expect(run, `the image build checks ${program} is on PATH`).toMatch(new RegExp(`command -v ${program}\\b`));
+    }
+  });
+
+  it('lists every file that starts a process in src/sysfs/programs.ts', () => {
+    const spawning = sourceFiles(join(REPO_ROOT, 'src'))
+      .filter((f) => !f.endsWith('.test.ts') && !f.includes('/src/bench/'))
+      .filter((f) => /from '(node:)?child_process'/.test(readFileSync(f, 'utf8')))
+      .map((f) => relative(REPO_ROOT, f))
+      .sort();
+    expect(spawning).toEqual([...new Set(Object.values(HOST_PROGRAMS).map((p) => p.usedIn))].sort());
   });
 
   it('ships the compiled CLI as the entrypoint and the vfio-handoff command', () => {

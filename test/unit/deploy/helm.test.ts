@@ -105,6 +105,7 @@ describe.skipIf(!helm.path)('helm chart (real helm template)', () => {
     expect(template({ metrics: { networkPolicy: { enabled: true, from: [{ bogus: {} }] } } }).ok).toBe(false);
   });
 
+  // helm template and kubectl kustomize are two process starts: seconds on a busy machine.
   it('matches the kustomize manifests in args, host mounts, security and RBAC', () => {
     if (!kubectl.path) return;
     const chart = template({ kubevirt: { enabled: true } }).objects;
@@ -138,7 +139,7 @@ describe.skipIf(!helm.path)('helm chart (real helm template)', () => {
     expect(chartPlugin?.containers[0]?.args).toEqual(kustPlugin?.containers[0]?.args);
     expect(chartPlugin?.containers[0]?.securityContext).toEqual(kustPlugin?.containers[0]?.securityContext);
     expect(chartPlugin?.volumes).toEqual(kustPlugin?.volumes);
-  });
+  }, 60_000);
 
   it('splits the device plugin into an unprivileged container by default, and embeds it on request', () => {
     const agentOf = (values: unknown) => podSpec(template(values).objects.find((o) => o.kind === 'DaemonSet' && o.metadata.name.endsWith('-agent')) as K8sObject)!;

@@ -254,7 +254,8 @@ describe('shape checks catch bad manifests', () => {
 
 describe('the flags the manifests use exist in the built CLI', () => {
   const main = join(REPO_ROOT, 'dist/cli/main.js');
-  it.for(Object.keys(CLI_FLAGS))('%s --help lists every flag the manifests pass', (sub, ctx) => {
+  // Starting the CLI (which loads client-node for `operator`) takes seconds on a busy machine.
+  it.for(Object.keys(CLI_FLAGS))('%s --help lists every flag the manifests pass', { timeout: 60_000 }, (sub, ctx) => {
     if (!existsSync(main)) {
       // npm test builds first; only a bare `vitest run` outside CI may lack dist/.
       if (IN_CI) throw new Error('dist/cli/main.js is missing under CI=true: build before testing (npm test does)');

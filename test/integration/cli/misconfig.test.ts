@@ -1,0 +1,69 @@
+import { mkdtemp, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { builtinProfilesDir } from '../../../src/profiles/load.js';
+import { loadBuiltinProfile } from '../../../src/profiles/load.js';
+import { materialiseProfile } from '../../../src/profiles/materialise.js';
+import { cli } from '../../support/cli.js';
+
+const noStack = /\n\s+at /;
+
+describe('misconfiguration says so', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vh-misconf-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it.each([['/nonexistent'], ['<empty dir>']])('inspect --host-root %s exits 2 and says the root holds no sysfs', async (root) => {
+    const r = await cli(['inspect', '--host-root', root === '<empty dir>' ? dir : root]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/holds no sysfs \(no sys\/bus\/pci\/devices under it\): check the host mount/);
+    expect(r.stdout).not.toMatch(/no GPUs found/);
+  });
+
+  it('one device directory in a symlink loop is reported unreadable; the rest is inspected', async () => {
+    const root = join(dir, 'loop');
+    await materialiseProfile(await loadBuiltinProfile('server-aspeed-4xh100'), root);
+    const link = join(root, 'sys/bus/pci/devices/0000:3b:00.0');
+    await unlink(link);
+    await symlink('0000:3b:00.0', link); // points at itself: ELOOP
+    const r = await cli(['inspect', '--host-root', root]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/! 0000:3b:00\.0 is unreadable and was left out: reading .* failed: ELOOP/);
+    expect(r.stdout).toMatch(/0000:18:00\.0 .* PREPARABLE/);
+    const json = JSON.parse((await cli(['inspect', '--host-root', root, '--json'])).stdout);
+    expect(json.host.unreadable).toEqual([{ address: '0000:3b:00.0', error: expect.stringContaining('ELOOP') }]);
+  });
+
+  it('--log-level bogus exits 2 without a stack trace', async () => {
+    const r = await cli(['inspect', '--profile', 'workstation-efifb', '--log-level', 'bogus']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--log-level must be one of fatal, error, warn, info, debug, trace, silent/);
+    expect(r.stderr).not.toMatch(noStack);
+  });
+
+  it('--profile takes a file path (.yml/.json too) and names the extensions when a name is unknown', async () => {
+    const yml = join(dir, 'host.yml');
+    await writeFile(yml, await readFile(join(builtinProfilesDir(), 'workstation-efifb.yaml'), 'utf8'));
+    expect((await cli(['inspect', '--profile', yml])).code).toBe(0);
+    const r = await cli(['inspect', '--profile', 'my-host']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no built-in profile "my-host".*a profile file is a path with a "\/" or ending in \.yaml, \.yml, \.json/);
+  });
+
+  it('--profile with --state-dir is refused instead of silently ignored', async () => {
+    const r = await cli(['prepare', '--all', '--profile', 'workstation-efifb', '--state-dir', dir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--state-dir cannot be used with --profile/);
+  });
+
+  it('release messages finish their sentence', async () => {
+    const r = await cli(['release', '0000:18:00.0', '--profile', 'server-aspeed-4xh100']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/group 31 \(0000:18:00\.0\): already on its host drivers — nothing to do/);
+  });
+});
