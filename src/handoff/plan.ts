@@ -1,5 +1,6 @@
 import type { PciAddress } from '../core/pci-address.js';
-import type { Framebuffer, Gpu, HostSnapshot } from '../host/model.js';
+import { vfioIommuBackendAvailable, type Framebuffer, type Gpu, type HostSnapshot } from '../host/model.js';
+import { VFIO_IOMMU_TYPE1 } from '../sysfs/paths.js';
 import { endpoints, VFIO_DRIVER } from './group.js';
 import type { Step } from './steps.js';
 import type { Assessment } from './verdict.js';
@@ -46,6 +47,10 @@ export function planPrepare(snapshot: HostSnapshot, assessments: readonly Assess
   const preamble: Step[] = [];
   if (!snapshot.vfioPci.loaded && assessments.some((a) => a.verdict === 'preparable')) {
     preamble.push({ kind: 'load-module', module: VFIO_DRIVER });
+  }
+  // A group on vfio-pci is of no use to a VMM without an IOMMU backend; vfio-pci does not pull one in by itself.
+  if (!vfioIommuBackendAvailable(snapshot) && assessments.some((a) => a.verdict === 'preparable' || a.verdict === 'ready')) {
+    preamble.push({ kind: 'load-module', module: VFIO_IOMMU_TYPE1 });
   }
   const groups: GroupPlan[] = [];
   for (const [group, list] of byGroup(assessments)) {

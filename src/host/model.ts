@@ -83,10 +83,20 @@ export interface HostSnapshot {
   readonly iommuEnabled: boolean;
   readonly vfioPci: { readonly loaded: boolean; readonly loadable: boolean };
   readonly iommufd: boolean; // /dev/iommu present
+  /** `vfio_iommu_type1`: loaded (`/sys/module/vfio_iommu_type1`) / loadable (modules.dep or modules.builtin). */
+  readonly vfioIommuType1: { readonly loaded: boolean; readonly loadable: boolean };
   readonly vfioGroupNodes: readonly number[]; // /dev/vfio/<N> present, sorted numerically
   readonly functions: readonly PciFunction[]; // every PCI function, sorted by address
   readonly groups: readonly IommuGroup[]; // sorted numerically
   readonly gpus: readonly Gpu[]; // sorted by address
   readonly framebuffers: readonly Framebuffer[];
   readonly vtconsoles: readonly VtConsole[];
+}
+
+/**
+ * Whether a VMM can attach a VFIO group to an IOMMU now: the type1 backend is loaded, or iommufd is
+ * (`/dev/iommu`; QEMU then uses the iommufd cdev path). Without either, `VFIO_SET_IOMMU` fails.
+ */
+export function vfioIommuBackendAvailable(s: Pick<HostSnapshot, 'iommufd' | 'vfioIommuType1'>): boolean {
+  return s.vfioIommuType1.loaded || s.iommufd;
 }

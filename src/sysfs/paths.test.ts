@@ -18,6 +18,7 @@ const nameBuilders: [string, (name: string) => string][] = [
   ['vtconsoleFile', (n) => P.vtconsoleFile(n, 'bind')],
   ['modulesDep', (n) => P.modulesDep(n)],
   ['modulesBuiltin', (n) => P.modulesBuiltin(n)],
+  ['sysModule', (n) => P.sysModule(n)],
 ];
 
 describe('paths', () => {
