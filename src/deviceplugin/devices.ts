@@ -1,5 +1,5 @@
 import type { PciAddress } from '../core/pci-address.js';
-import { groupMembers, isGroupViable } from '../handoff/group.js';
+import { notReady, type NotReadyReason } from '../host/readiness.js';
 import type { Gpu, HostSnapshot } from '../host/model.js';
 import { HEALTHY, UNHEALTHY } from './api.js';
 import type { Device, Health } from './api.js';
@@ -10,7 +10,7 @@ import type { Device, Health } from './api.js';
  * a VFIO group node allows one open at a time and probing it would race the VM that holds it.
  */
 
-export type NotReadyReason = 'NOT_ON_VFIO_PCI' | 'NO_IOMMU_GROUP' | 'GROUP_NOT_VIABLE' | 'NO_VFIO_GROUP_NODE';
+export type { NotReadyReason };
 
 export interface PluginDevice {
   readonly id: PciAddress; // Device.ID = the GPU's PCI address
@@ -25,18 +25,13 @@ export interface PluginDevice {
 /** resource name → devices sorted by address. */
 export type DeviceSets = ReadonlyMap<string, readonly PluginDevice[]>;
 
-/** `undefined` when the GPU can be handed to a VM now, else the first failing condition. */
+/**
+ * `undefined` when the GPU can be handed to a VM now, else the first failing condition — the host
+ * model's one readiness rule (src/host/readiness.ts), so a GPU whose BAR a firmware framebuffer still
+ * claims is never advertised Healthy.
+ */
 export function notReadyReason(snapshot: HostSnapshot, gpu: Gpu): NotReadyReason | undefined {
-  if (gpu.fn.driver !== 'vfio-pci') return 'NOT_ON_VFIO_PCI';
-  const group = gpu.fn.iommuGroup;
-  if (group === undefined || !snapshot.iommuEnabled) return 'NO_IOMMU_GROUP';
-  // The engine's own viability rule (every non-bridge member on vfio-pci/pci-stub/no driver).
-  if (!isGroupViable(groupMembers(snapshot, gpu))) return 'GROUP_NOT_VIABLE';
-  // A member listed in the group that discovery could not read is unknown, so not safe either.
-  const members = snapshot.groups.find((g) => g.id === group)?.members ?? [];
-  if (members.some((a) => !snapshot.functions.some((f) => f.address === a))) return 'GROUP_NOT_VIABLE';
-  if (!snapshot.vfioGroupNodes.includes(group)) return 'NO_VFIO_GROUP_NODE';
-  return undefined;
+  return notReady(snapshot, gpu.fn.address)?.reason;
 }
 
 /**

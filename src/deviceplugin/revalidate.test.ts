@@ -34,7 +34,8 @@ describe(revalidateDevices.name, () => {
       exists: (p: string) => kernel.exists(p),
     };
     expect(await revalidateDevices(spy, snapshot, [GPU])).toEqual(new Map([[GPU, undefined]]));
-    expect(reads).toEqual([]);
+    // Only /proc/iomem (BAR claims) is read as a file; /dev/vfio/<group> is checked by existence, never read.
+    expect(reads).toEqual(['proc/iomem']);
   });
 
   it.each([
@@ -50,6 +51,20 @@ describe(revalidateDevices.name, () => {
     const { kernel, snapshot } = await setup();
     change(kernel);
     expect((await revalidateDevices(kernel, snapshot, [GPU])).get(GPU)).toBe(reason);
+  });
+
+  it('reports BAR_CLAIMED when a firmware framebuffer claims a BAR of the GPU', async () => {
+    const withFb: HostProfile = {
+      ...profile,
+      devices: profile.devices.map((d) => (d.address === GPU ? { ...d, class: '0x038000', bars: [{ index: 0, start: '0xc0000000', size: '16M' }] } : d)),
+      framebuffers: [{ device: 'efi-framebuffer.0', driver: 'efi-framebuffer', claim: 'efifb', start: '0xc0000000', size: '0x3e8000' }],
+    };
+    const kernel = new SimulatedKernel(withFb);
+    await kernel.writeText('sys/bus/platform/drivers/efi-framebuffer/unbind', 'efi-framebuffer.0');
+    const snapshot = await discoverHost(kernel);
+    expect((await revalidateDevices(kernel, snapshot, [GPU])).get(GPU)).toBeUndefined();
+    await kernel.writeText('sys/bus/platform/drivers/efi-framebuffer/bind', 'efi-framebuffer.0');
+    expect((await revalidateDevices(kernel, snapshot, [GPU])).get(GPU)).toBe('BAR_CLAIMED');
   });
 
   it('ignores IDs that are not in the snapshot (the snapshot check rejects them)', async () => {

@@ -1,9 +1,10 @@
 import type { PciAddress } from '../core/pci-address.js';
-import { functionIndex } from '../handoff/group.js';
-import type { HostSnapshot, IommuGroup, PciFunction } from '../host/model.js';
+import { iomemHasAddresses, parseIomem } from '../host/iomem.js';
+import { functionAt, functionMap, groupById } from '../host/lookup.js';
+import type { HostSnapshot, IommuGroup } from '../host/model.js';
+import { findBarClaims, notReady, type NotReadyReason } from '../host/readiness.js';
 import * as P from '../sysfs/paths.js';
 import type { HostReader } from '../sysfs/port.js';
-import type { NotReadyReason } from './devices.js';
 
 const basename = (link: string | undefined): string | undefined => (link === undefined ? undefined : link.slice(link.lastIndexOf('/') + 1));
 
@@ -19,11 +20,12 @@ export function groupIndex(snapshot: HostSnapshot): ReadonlyMap<number, IommuGro
 }
 
 /**
- * Re-checks, right before Allocate answers, the few host facts the answer depends on — for the requested
+ * Re-checks, right before Allocate answers, the host facts readiness depends on — for the requested
  * devices only, so Allocate stays cheap: the group's current member list (which also proves the GPU is
- * still in that group), each member's driver link, and the presence of `/dev/vfio/<group>` (checked by
- * existence, never opened). All reads of a device run concurrently. Member classes (bridge or not) come
- * from the snapshot, since a class never changes.
+ * still in that group), each member's driver link, the presence of `/dev/vfio/<group>` (checked by
+ * existence, never opened) and the claims inside the GPU's BARs in `/proc/iomem`. The fresh facts are
+ * laid over the snapshot and judged by the one readiness rule (src/host/readiness.ts). Member classes
+ * (bridge or not) and BAR ranges come from the snapshot, since they never change while bound.
  * Returns, per device, `undefined` when still ready or the reason it is not.
  */
 export async function revalidateDevices(
@@ -31,29 +33,36 @@ export async function revalidateDevices(
   snapshot: HostSnapshot,
   ids: readonly string[],
 ): Promise<Map<string, NotReadyReason | undefined>> {
-  const fns = functionIndex(snapshot) as ReadonlyMap<string, PciFunction>;
-  const groups = groupIndex(snapshot);
   const out = new Map<string, NotReadyReason | undefined>();
   await Promise.all(
     ids.map(async (id) => {
-      const fn = fns.get(id);
+      const fn = functionAt(snapshot, id);
       const group = fn?.iommuGroup;
       if (!fn || group === undefined) return; // unknown or group-less: the snapshot check rejects it
-      const expected = groups.get(group)?.members ?? [fn.address];
-      const endpoints = expected.filter((a) => !fns.get(a)?.isBridge);
-      const [members, node, ...drivers] = await Promise.all([
+      const expected = groupById(snapshot, group)?.members ?? [fn.address];
+      const [members, node, iomem, ...drivers] = await Promise.all([
         reader.list(P.iommuGroupDevices(group)),
         reader.exists(P.vfioGroupNode(group)),
-        ...endpoints.map((a) => reader.readLink(P.pciAttribute(a as PciAddress, 'driver'))),
+        reader.readText(P.PROC_IOMEM),
+        ...expected.map((a) => reader.readLink(P.pciAttribute(a, 'driver'))),
       ]);
-      const driverOf = new Map(endpoints.map((a, i) => [a as string, basename(drivers[i] as string | undefined)]));
-      if (driverOf.get(id) !== 'vfio-pci') return void out.set(id, 'NOT_ON_VFIO_PCI');
-      if (!(members as string[]).includes(id)) return void out.set(id, 'NO_IOMMU_GROUP');
-      // A member that appeared since the snapshot is unknown to us, hence not known to be safe.
-      const changed = (members as string[]).length !== expected.length || (members as string[]).some((m) => !fns.has(m));
-      const unsafe = [...driverOf.values()].some((d) => d !== undefined && d !== 'vfio-pci' && d !== 'pci-stub');
-      if (changed || unsafe) return void out.set(id, 'GROUP_NOT_VIABLE');
-      out.set(id, node ? undefined : 'NO_VFIO_GROUP_NODE');
+      const liveDriver = new Map(expected.map((a, i) => [a as string, basename(drivers[i] as string | undefined)]));
+      const liveMembers = (members as string[]).filter((m) => m !== '').sort() as PciAddress[];
+      const entries = parseIomem((iomem as string | undefined) ?? '');
+      const readable = iomemHasAddresses(entries);
+      const live: HostSnapshot = {
+        ...snapshot,
+        functions: [...functionMap(snapshot).values()].map((f) => {
+          if (!liveDriver.has(f.address)) return f;
+          const inGroup = f.address !== fn.address || liveMembers.includes(f.address);
+          return { ...f, driver: liveDriver.get(f.address), iommuGroup: inGroup ? f.iommuGroup : undefined };
+        }),
+        groups: snapshot.groups.map((g) => (g.id === group ? { id: group, members: liveMembers } : g)),
+        vfioGroupNodes: node ? [...new Set([...snapshot.vfioGroupNodes, group])] : snapshot.vfioGroupNodes.filter((g) => g !== group),
+        barClaims: readable ? findBarClaims(entries, [fn]) : snapshot.barClaims,
+        iomemReadable: readable ? true : snapshot.iomemReadable,
+      };
+      out.set(id, notReady(live, fn.address)?.reason);
     }),
   );
   return out;

@@ -1,9 +1,11 @@
 import type { PciAddress } from '../core/pci-address.js';
 import type { Gpu, HostSnapshot, PciFunction } from '../host/model.js';
 
-/** Drivers that leave an IOMMU group viable for VFIO (they never use the kernel DMA API on the device). */
-export const VFIO_DRIVER = 'vfio-pci';
-const VIABLE_ENDPOINT_DRIVERS = new Set([VFIO_DRIVER, 'pci-stub']);
+import { functionMap } from '../host/lookup.js';
+import { isUserDmaDriver, VFIO_PCI_DRIVER } from '../host/vendor.js';
+
+/** The driver prepare binds (vendor.ts knows the variant drivers that count as VFIO too). */
+export const VFIO_DRIVER = VFIO_PCI_DRIVER;
 
 export type MemberRole = 'gpu' | 'companion' | 'bridge' | 'foreign';
 
@@ -48,19 +50,14 @@ export function endpoints(members: readonly GroupMember[]): readonly GroupMember
   return members.filter((m) => m.role !== 'bridge');
 }
 
-/** The kernel's viability rule: every non-bridge member unbound or on a driver-managed-DMA stub driver. */
+/** The kernel's viability rule: every non-bridge member unbound or on a driver-managed-DMA driver (vendor.ts). */
 export function isGroupViable(members: readonly GroupMember[]): boolean {
-  return endpoints(members).every((m) => m.fn.driver === undefined || VIABLE_ENDPOINT_DRIVERS.has(m.fn.driver));
+  return endpoints(members).every((m) => m.fn.driver === undefined || isUserDmaDriver(m.fn.driver));
 }
 
-const indexCache = new WeakMap<HostSnapshot, Map<PciAddress, PciFunction>>();
-export function functionIndex(snapshot: HostSnapshot): Map<PciAddress, PciFunction> {
-  let idx = indexCache.get(snapshot);
-  if (!idx) {
-    idx = new Map(snapshot.functions.map((f) => [f.address, f]));
-    indexCache.set(snapshot, idx);
-  }
-  return idx;
+/** Every function by address (see src/host/lookup.ts). */
+export function functionIndex(snapshot: HostSnapshot): ReadonlyMap<PciAddress, PciFunction> {
+  return functionMap(snapshot);
 }
 
 export function describeClass(classCode: number): string {

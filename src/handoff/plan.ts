@@ -48,7 +48,8 @@ export function planPrepare(snapshot: HostSnapshot, assessments: readonly Assess
   if (!snapshot.vfioPci.loaded && assessments.some((a) => a.verdict === 'preparable')) {
     preamble.push({ kind: 'load-module', module: VFIO_DRIVER });
   }
-  // A group on vfio-pci is of no use to a VMM without an IOMMU backend; vfio-pci does not pull one in by itself.
+  // A group on vfio-pci is of no use to a VMM without an IOMMU backend; only modprobe's handling of vfio's
+  // `softdep post:` pulls vfio_iommu_type1 in, so a vfio-pci loaded any other way (insmod, initramfs) lacks it.
   if (!vfioIommuBackendAvailable(snapshot) && assessments.some((a) => a.verdict === 'preparable' || a.verdict === 'ready')) {
     preamble.push({ kind: 'load-module', module: VFIO_IOMMU_TYPE1 });
   }

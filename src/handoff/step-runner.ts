@@ -13,6 +13,10 @@ import {
   vfioGroupNode,
   vtconsoleFile,
 } from '../sysfs/paths.js';
+import { parseIomem } from '../host/iomem.js';
+import { findBarClaims } from '../host/readiness.js';
+import { parseResourceFile } from '../host/resource.js';
+import { PROC_IOMEM } from '../sysfs/paths.js';
 import { VFIO_DRIVER } from './group.js';
 import type { Step } from './steps.js';
 
@@ -142,6 +146,11 @@ export class StepRunner {
           return `${drivers.join(', ')}; /dev/vfio/${group} ${(await this.deps.host.exists(node)) ? 'present' : 'missing'}`;
         },
       );
+      // The readiness rule's last clause (src/host/readiness.ts): nothing else may still claim memory in
+      // a member's BARs, or the VMM's BAR mmap fails with `can't reserve` although the links are right.
+      await this.until(async () => (await this.barClaims(members)).length === 0, `a BAR of group ${group} is still claimed`, async () =>
+        (await this.barClaims(members)).join(', '),
+      );
       return { outcome: 'done' };
     }
     await this.until(
@@ -179,6 +188,15 @@ export class StepRunner {
       }
       await this.deps.clock.sleep(this.deps.pollIntervalMs ?? 25);
     }
+  }
+
+  private async barClaims(members: readonly PciAddress[]): Promise<string[]> {
+    const [iomem, ...resources] = await Promise.all([
+      this.deps.host.readText(PROC_IOMEM),
+      ...members.map((m) => this.deps.host.readText(pciAttribute(m, 'resource'))),
+    ]);
+    const fns = members.map((address, i) => ({ address, bars: parseResourceFile(resources[i] ?? '') }));
+    return findBarClaims(parseIomem(iomem ?? ''), fns).map((c) => `${c.name} in BAR ${c.bar} of ${c.address}`);
   }
 
   private async driver(address: PciAddress): Promise<string | undefined> {

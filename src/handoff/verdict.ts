@@ -1,7 +1,8 @@
 import type { PciAddress } from '../core/pci-address.js';
 import type { Gpu, HostSnapshot } from '../host/model.js';
-import { describeClass, endpoints, formatClass, groupMembers, isGroupViable, VFIO_DRIVER, type GroupMember } from './group.js';
+import { describeClass, endpoints, formatClass, groupMembers, VFIO_DRIVER, type GroupMember } from './group.js';
 import { sysfbRemoval } from './kernel-rules.js';
+import { barClaimsOf, notReady } from '../host/readiness.js';
 
 export type Verdict = 'ready' | 'preparable' | 'blocked';
 
@@ -13,6 +14,7 @@ export const REASON_CODES = [
   'VFIO_PCI_MISSING',
   'SRIOV_VFS_ENABLED',
   'HOST_DRIVER_BUSY',
+  'BAR_CLAIMED',
 ] as const;
 export type ReasonCode = (typeof REASON_CODES)[number];
 
@@ -65,9 +67,6 @@ export function assessGpu(snapshot: HostSnapshot, gpu: Gpu, opts: AssessOptions)
   const warnings: Finding<WarningCode>[] = [];
   const eps = endpoints(members);
 
-  const onVfio = eps.filter((m) => m.role !== 'foreign').every((m) => m.fn.driver === VFIO_DRIVER);
-  const viable = isGroupViable(members);
-  const nodePresent = group !== undefined && snapshot.vfioGroupNodes.includes(group);
   const foreign = members.filter((m) => m.role === 'foreign');
 
   if (!snapshot.iommuEnabled) {
@@ -79,7 +78,8 @@ export function assessGpu(snapshot: HostSnapshot, gpu: Gpu, opts: AssessOptions)
     reasons.push({ code: 'NO_IOMMU_GROUP', message: `${gpu.fn.address} has no IOMMU group` });
   }
 
-  if (onVfio && viable && nodePresent) {
+  // The one readiness rule (src/host/readiness.ts): the plugin and the agent ask the same question.
+  if (notReady(snapshot, gpu.fn.address) === undefined) {
     for (const f of foreign) {
       warnings.push({
         code: 'FOREIGN_DEVICE_ON_VFIO',
@@ -122,6 +122,16 @@ export function assessGpu(snapshot: HostSnapshot, gpu: Gpu, opts: AssessOptions)
         message: `${m.fn.address} has ${m.fn.sriovNumVfs} SR-IOV VFs enabled; vfio-pci refuses a PF with VFs (disable them: echo 0 > sriov_numvfs)`,
       });
     }
+  }
+  // Claims in the GPU's BARs that no planned step releases (only a bound firmware framebuffer driver
+  // of this GPU is released by prepare): the VMM's BAR mmap would fail with `can't reserve`.
+  const releasable = snapshot.framebuffers.filter((fb) => fb.driver !== undefined && (fb.owner?.address === gpu.fn.address || gpu.framebuffers.includes(fb.device)));
+  for (const c of barClaimsOf(snapshot, gpu.fn.address)) {
+    if (releasable.some((fb) => fb.range === undefined || (fb.range.start <= c.end && c.start <= fb.range.end))) continue;
+    reasons.push({
+      code: 'BAR_CLAIMED',
+      message: `${c.name} holds BAR ${c.bar} of ${gpu.fn.address} and no framebuffer driver that prepare could release owns it; a VMM could not map that BAR`,
+    });
   }
   for (const u of opts.users ?? []) {
     if (!eps.some((m) => m.fn.address === u.address)) continue;

@@ -1,11 +1,12 @@
 import { comparePciAddress, normaliseHexId, parsePciAddress, type PciAddress } from '../core/pci-address.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { HostReader } from '../sysfs/port.js';
-import type { Framebuffer, Gpu, HostSnapshot, IommuGroup, PciFunction, VtConsole } from './model.js';
+import type { Framebuffer, Gpu, HostSnapshot, IommuGroup, IommuPlatform, PciFunction, VtConsole } from './model.js';
 import { gpuKindOf, isBridgeClass } from './classify.js';
 import { consumerLinkTargets, findCompanions, slotOf } from './companions.js';
 import { findFramebufferClaim, framebufferOwner, framebufferTypeOf } from './framebuffer.js';
-import { iomemHasAddresses, parseIomem, type IomemEntry } from './iomem.js';
+import { iomemHasAddresses, parseIomem } from './iomem.js';
+import { findBarClaims } from './readiness.js';
 import { parseKernelRelease } from './kernel-version.js';
 import { parseResourceFile } from './resource.js';
 import { compareVtConsoleNames, vtConsoleKind } from './vtconsole.js';
@@ -41,7 +42,7 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
   const logger = opts.logger ?? silentLogger;
   const full = opts.detail === 'full';
 
-  const [deviceNames, groupNames, platformNames, vtNames, osrelease, vfioLoaded, iommufd, devVfio, type1Loaded] = await Promise.all([
+  const [deviceNames, groupNames, platformNames, vtNames, osrelease, vfioLoaded, iommufd, devVfio, iommuDevices, type1Loaded] = await Promise.all([
     reader.list(P.PCI_DEVICES),
     reader.list(P.IOMMU_GROUPS),
     reader.list(P.PLATFORM_DEVICES),
@@ -50,6 +51,7 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
     reader.exists(P.pciDriver('vfio-pci')),
     reader.exists(P.DEV_IOMMU),
     reader.list(P.DEV_VFIO),
+    reader.list(P.IOMMU_CLASS),
     reader.exists(P.sysModule(P.VFIO_IOMMU_TYPE1)),
   ]);
   const kernel = parseKernelRelease(osrelease);
@@ -62,7 +64,8 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
     Promise.all(addresses.map((a) => readBasic(reader, a, logger))),
     Promise.all(groupIds.map(async (id): Promise<IommuGroup> => ({ id, members: uniqueAddresses(await reader.list(P.iommuGroupDevices(id))) }))),
     Promise.all(fbNames.map(async (name) => ({ name, ...(await readFramebufferLinks(reader, name)) }))),
-    fbNames.length > 0 ? reader.readText(P.PROC_IOMEM).then((t) => parseIomem(t ?? '')) : Promise.resolve<IomemEntry[]>([]),
+    // Always read: besides framebuffer ownership it tells whether anything claims a GPU's BARs.
+    reader.readText(P.PROC_IOMEM).then((t) => parseIomem(t ?? '')),
     Promise.all(vtNames.filter(isSafeComponent).map((n) => readVtConsole(reader, n))),
     modulesAvailable(reader, kernel.release, [vfioLoaded ? undefined : 'vfio-pci', type1Loaded ? undefined : P.VFIO_IOMMU_TYPE1]),
   ]);
@@ -99,6 +102,7 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
   const gpuFns = functions.filter(isGpu);
 
   const addressesWithClaims = iomemHasAddresses(iomem);
+  const barClaims = addressesWithClaims ? findBarClaims(iomem, gpuFns) : [];
   const framebuffers: Framebuffer[] = fbLinks.map((l) => {
     const type = framebufferTypeOf(l.name) ?? 'other';
     const claim = addressesWithClaims ? findFramebufferClaim(l.name, type, iomem) : undefined;
@@ -114,7 +118,13 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
       fn,
       kind: gpuKindOf(fn.classCode, fn.vendorId)!,
       companions: findCompanions(fn, functions, d.consumers, isGpu),
-      isBootGpu: fn.bootVga === true || fn.bootDisplay === true || fbs.length > 0,
+      // A firmware framebuffer in its BARs makes it the boot display even without boot_vga (class
+      // 0x0380/0x0302 display GPUs have no such file, and vfio-pci will not remove it for them).
+      isBootGpu:
+        fn.bootVga === true ||
+        fn.bootDisplay === true ||
+        fbs.length > 0 ||
+        barClaims.some((c) => c.address === fn.address && c.firmwareFramebuffer),
       framebuffers: fbs.map((f) => f.device),
     };
   });
@@ -131,7 +141,23 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
     gpus,
     framebuffers,
     vtconsoles: vtconsoles.sort((a, b) => compareVtConsoleNames(a.name, b.name)),
+    barClaims,
+    iomemReadable: addressesWithClaims || iomem.length === 0,
+    platform: iommuPlatform(iommuDevices, kernel.release),
   };
+}
+
+/**
+ * The IOMMU family, for advice only: `/sys/class/iommu` names the hardware units (`dmar0` Intel VT-d,
+ * `ivhd0` AMD-Vi, `smmu3.0x...`/`arm-smmu...` Arm SMMU); with the IOMMU off that directory is empty, so
+ * the kernel release's architecture tag decides (`-arm64`, `aarch64`, `-64k` and Raspberry Pi builds are arm64).
+ */
+export function iommuPlatform(iommuDevices: readonly string[], release: string | undefined): IommuPlatform {
+  if (iommuDevices.some((n) => /^dmar\d/.test(n))) return 'intel';
+  if (iommuDevices.some((n) => /^ivhd\d/.test(n))) return 'amd';
+  if (iommuDevices.some((n) => /smmu/i.test(n))) return 'arm-smmu';
+  if (release !== undefined && /(aarch64|arm64|-64k\b|rpi|raspi|tegra)/i.test(release)) return 'arm-smmu';
+  return 'unknown';
 }
 
 /** Valid, de-duplicated PCI addresses from a directory listing, sorted; garbage names are ignored. */

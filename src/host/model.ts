@@ -78,6 +78,25 @@ export interface Gpu {
   readonly framebuffers: readonly string[]; // platform framebuffer devices lying in this GPU's BARs
 }
 
+/**
+ * Something other than the device's own VFIO driver holding memory inside one of its BARs: a
+ * `/proc/iomem` entry nested in the BAR (`BOOTFB`, `simpledrm`, `efifb`, a native driver's claim).
+ * While one exists the VMM's `pci_request_selected_regions()` on that BAR fails (`BAR n: can't
+ * reserve`, kernel.md §3.3, kernel-e2e.md "Non-VGA boot display").
+ */
+export interface BarClaim {
+  readonly address: PciAddress;
+  readonly bar: number;
+  readonly name: string;
+  readonly start: bigint;
+  readonly end: bigint;
+  /** True for sysfb and firmware framebuffer claims (BOOTFB, efifb, simpledrm, vesafb, ...). */
+  readonly firmwareFramebuffer: boolean;
+}
+
+/** What the host's platform is, as far as the advice we give depends on it. */
+export type IommuPlatform = 'intel' | 'amd' | 'arm-smmu' | 'unknown';
+
 export interface HostSnapshot {
   readonly kernel: KernelInfo;
   readonly iommuEnabled: boolean;
@@ -91,6 +110,15 @@ export interface HostSnapshot {
   readonly gpus: readonly Gpu[]; // sorted by address
   readonly framebuffers: readonly Framebuffer[];
   readonly vtconsoles: readonly VtConsole[];
+  /**
+   * Claims inside GPU BARs from `/proc/iomem` (see BarClaim). Absent in hand-built snapshots; empty
+   * when iomem shows no claims or could not be read with addresses (see `iomemReadable`).
+   */
+  readonly barClaims?: readonly BarClaim[];
+  /** False when `/proc/iomem` printed zeroed ranges (no CAP_SYS_ADMIN): BAR claims are then inferred from sysfs. */
+  readonly iomemReadable?: boolean;
+  /** CPU architecture family from the kernel release / IOMMU drivers present; drives advice wording only. */
+  readonly platform?: IommuPlatform;
 }
 
 /**

@@ -89,6 +89,7 @@ export const HOST_PROFILE_SCHEMA = {
           device: { type: 'string', pattern: '^[a-z0-9-]+\\.[0-9]+$' },
           driver: { type: 'string', pattern: NAME },
           claim: { type: 'string', pattern: '^[A-Za-z0-9_ -]+$' },
+          resource: { type: 'string', pattern: '^[A-Za-z0-9_ -]+$' },
           start: { type: 'string', pattern: HEX_NUM },
           size: { type: 'string', pattern: SIZE },
           parent: { type: 'string', pattern: ADDRESS },

@@ -74,6 +74,12 @@ export interface ProfileFramebuffer {
   readonly driver?: string;
   /** Name of the /proc/iomem claim: `efifb`, `simpledrm`, `vesafb`, `simplefb`, `BOOTFB`. */
   readonly claim?: string;
+  /**
+   * sysfb's own resource around the claim, e.g. `BOOTFB` (drivers/firmware/sysfb_simplefb.c); shown in
+   * /proc/iomem as the parent of `claim`. The simulator shows it while a driver is bound — an assumption:
+   * the platform device keeps its resource until it is unregistered (not verified on a real kernel).
+   */
+  readonly resource?: string;
   readonly start: string;
   readonly size: string;
   /** PCI device the platform device is parented to (sysfb_parent_dev); omitted = unparented. */

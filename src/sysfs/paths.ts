@@ -78,6 +78,8 @@ export const PCI_DEVICES = 'sys/bus/pci/devices';
 export const PCI_DRIVERS = 'sys/bus/pci/drivers';
 export const PCI_DRIVERS_PROBE = 'sys/bus/pci/drivers_probe';
 export const IOMMU_GROUPS = 'sys/kernel/iommu_groups';
+/** IOMMU hardware units (`dmar0`, `ivhd0`, `smmu3.0x...`); empty when the IOMMU is off. */
+export const IOMMU_CLASS = 'sys/class/iommu';
 export const PLATFORM_DEVICES = 'sys/bus/platform/devices';
 export const PLATFORM_DRIVERS = 'sys/bus/platform/drivers';
 export const VTCONSOLES = 'sys/class/vtconsole';

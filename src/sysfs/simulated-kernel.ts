@@ -131,6 +131,7 @@ interface Fb {
   type: string; // platform driver that matches it: `efi-framebuffer.0` → `efi-framebuffer`
   driver: string | undefined;
   claim: string | undefined;
+  resource: string | undefined;
   start: bigint;
   end: bigint;
   parent: PciAddress | undefined;
@@ -276,6 +277,7 @@ export class SimulatedKernel implements HostPort {
         type,
         driver: f.driver,
         claim: f.claim ?? DEFAULT_CLAIMS[type],
+        resource: f.resource,
         start,
         end: start + parseSize(f.size) - 1n,
         parent: f.parent === undefined ? undefined : parsePciAddress(f.parent),
@@ -1009,7 +1011,7 @@ export class SimulatedKernel implements HostPort {
       start: bigint;
       end: bigint;
       name: string;
-      rank: number; // at equal ranges: window, then BAR, then claim
+      rank: number; // at equal ranges: window, then BAR, then sysfb resource, then claim
     }
     const ranges: Range[] = [];
     const childrenOf = new Map<string, Dev[]>();
@@ -1042,7 +1044,8 @@ export class SimulatedKernel implements HostPort {
     for (const d of this.devices.values()) for (const b of d.bars) ranges.push({ start: b.start, end: b.end, name: d.address, rank: 1 });
     for (const f of this.fbs.values()) {
       // Unbinding the framebuffer driver releases its claim (kernel-e2e.md R: the efifb line leaves iomem).
-      if (f.driver !== undefined && f.claim !== undefined) ranges.push({ start: f.start, end: f.end, name: f.claim, rank: 2 });
+      if (f.driver !== undefined && f.resource !== undefined) ranges.push({ start: f.start, end: f.end, name: f.resource, rank: 2 });
+      if (f.driver !== undefined && f.claim !== undefined) ranges.push({ start: f.start, end: f.end, name: f.claim, rank: 3 });
     }
     ranges.sort((a, b) => (a.start !== b.start ? (a.start < b.start ? -1 : 1) : a.end !== b.end ? (a.end > b.end ? -1 : 1) : a.rank - b.rank));
     const stack: Range[] = [];
