@@ -453,6 +453,8 @@ export class SimulatedKernel implements HostPort {
       entry.errno = 'ENOENT';
       throw new HostWriteError(`modprobe:${name}`, name, 'ENOENT');
     }
+    // modprobe honours vfio.ko's `softdep post: vfio_iommu_type1` (seen on Debian 6.1 and 6.12 in the e2e guests).
+    if (driver === VFIO_PCI && this.availableModules.some((m) => normaliseModule(m) === VFIO_IOMMU_TYPE1)) this.modules.add(VFIO_IOMMU_TYPE1);
     this.registerDriver(driver);
     entry.outcome = 'ok';
   }

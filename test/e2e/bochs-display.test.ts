@@ -9,22 +9,10 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { BOOT_GPU, bindingState, codes, consoleState, fbconBound, handoffResult, inspectGpu, journalPresent } from './harness/expect-facts.js';
+import { BOOT_GPU, bindingState, codes, consoleState, expectEveryBarMaps, fbconBound, handoffResult, inspectGpu, journalPresent } from './harness/expect-facts.js';
 import { LAYOUTS } from './harness/qemu.js';
-import { cliOf, factsOf, groupMembers, groupNumber, step, vfioCheckOf, type GuestReport, type VfioCheck } from './harness/report.js';
+import { cliOf, factsOf, groupMembers, groupNumber, step, vfioCheckOf, type GuestReport } from './harness/report.js';
 import { kernelSuite, runScenario } from './harness/suite.js';
-
-/** Every memory BAR of every checked function was read and mapped through the device fd. */
-function everyBarMaps(check: VfioCheck): void {
-  expect(check.error, JSON.stringify(check)).toBeUndefined();
-  expect(check.setIommu).toBe(0);
-  expect(check.devices.length).toBeGreaterThan(0);
-  for (const dev of check.devices) {
-    expect(dev.bars?.length ?? 0, dev.device).toBeGreaterThan(0);
-    for (const bar of dev.bars ?? []) expect({ device: dev.device, bar: bar.index, read: bar.read, mmap: bar.mmap }).toEqual({ device: dev.device, bar: bar.index, read: 'ok', mmap: bar.mmappable ? 'ok' : 'not-mmappable' });
-  }
-  expect(check.ok).toBe(true);
-}
 
 const efifbInside = (lines: readonly string[]): boolean => lines.some((l) => l.endsWith(': efifb'));
 
@@ -117,7 +105,7 @@ kernelSuite('f. non-VGA boot display (bochs-display, efifb in BAR0)', (series) =
     });
 
     it('hands over a device whose every BAR a VMM can read and map', () => {
-      everyBarMaps(vfioCheckOf(report, 'vfio-check'));
+      expectEveryBarMaps(vfioCheckOf(report, 'vfio-check'));
     });
 
     it('reports the device ready afterwards', () => {
@@ -171,7 +159,7 @@ kernelSuite('f. non-VGA boot display (bochs-display, efifb in BAR0)', (series) =
       const after = factsOf(report, 'prepare-over-bind-only');
       expect(after.pci[BOOT_GPU]?.driver).toBe('vfio-pci');
       expect(efifbInside(after.iomem)).toBe(false);
-      everyBarMaps(vfioCheckOf(report, 'vfio-check-repaired'));
+      expectEveryBarMaps(vfioCheckOf(report, 'vfio-check-repaired'));
     });
   });
 });

@@ -52,6 +52,7 @@ const EXPECTED: Record<string, Row[]> = {
     ['0000:c4:00.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED']],
   ],
   'apu-0380-simpledrm-vfio': [['0000:c3:00.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED'], 'gpu']],
+  'qemu-bochs-display': [['0000:00:02.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED'], 'gpu']],
   'qemu-vga-hda': [
     ['0000:00:02.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED'], 'gpu companion'],
     ['0000:00:03.0', 'preparable', [], 'gpu'],
