@@ -2,12 +2,12 @@ import type { Clock } from '../core/clock.js';
 import { HandoffError, InternalError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PciAddress } from '../core/pci-address.js';
-import type { HostSnapshot } from '../host/model.js';
+import type { HostSnapshot, PciFunction } from '../host/model.js';
 import type { HandoffRecorder } from '../metrics/recorders.js';
 import type { HostPort } from '../sysfs/port.js';
 import type { Journal, JournalGroup, StateStore } from '../state/journal.js';
 import { functionIndex, VFIO_DRIVER } from './group.js';
-import { releaseSteps, reprepareSteps, type GroupRecord, type Plan } from './plan.js';
+import { releaseSteps, reprepareSteps, restoreSteps, type GroupRecord, type Plan } from './plan.js';
 import { StepRunner } from './step-runner.js';
 import type { Step } from './steps.js';
 
@@ -73,7 +73,14 @@ export class HandoffExecutor {
       pid: process.pid,
       startedAt: started,
       preamble: { steps: plan.preamble, completed: 0 },
-      groups: plan.groups.map((g) => ({ group: g.group, record: g.record, steps: g.steps, completed: 0, status: 'pending' as const })),
+      groups: plan.groups.map((g) => ({
+        group: g.group,
+        record: g.record,
+        steps: g.steps,
+        completed: 0,
+        status: 'pending' as const,
+        ...(g.before ? { before: g.before } : {}),
+      })),
     };
     const hasWork = plan.preamble.length > 0 || plan.groups.some((g) => g.steps.length > 0);
     if (hasWork) await this.deps.store.writeJournal(journal);
@@ -192,13 +199,12 @@ export class HandoffExecutor {
       return [{ step: { kind: 'verify-group', group: g.group, expect: 'host', members: [] }, outcome: 'failed', error: errorInfo(err) }];
     }
     const idx = functionIndex(snapshot);
-    const fns = Object.keys(g.record.originalDrivers)
-      .map((a) => idx.get(a as PciAddress))
-      .filter((f): f is NonNullable<typeof f> => f !== undefined);
-    const steps = operation === 'prepare' ? releaseSteps(g.group, fns, g.record) : reprepareSteps(g.group, fns);
+    const known = g.before ? Object.keys(g.before) : Object.keys(g.record.originalDrivers);
+    const fns = known.map((a) => idx.get(a as PciAddress)).filter((f): f is NonNullable<typeof f> => f !== undefined);
+    const steps = rollbackSteps(operation, g, fns);
     const out: StepOutcome[] = [];
     for (const step of steps) out.push(await this.runStep(step));
-    if (operation === 'prepare' && out.every((s) => s.outcome !== 'failed')) await this.dropRecord(g.group);
+    if (operation === 'prepare' && out.every((s) => s.outcome !== 'failed')) await this.dropRecordIfOnlyThisRun(g.record);
     this.deps.logger.warn({ group: g.group, operation, failed: out.filter((s) => s.outcome === 'failed').length }, 'rolled back group');
     return out;
   }
@@ -224,20 +230,38 @@ export class HandoffExecutor {
   private async saveRecord(record: GroupRecord): Promise<void> {
     const records = await this.deps.store.readRecords();
     const existing = records.get(record.group);
-    // Keep originals from an earlier prepare: a function already on vfio-pci now would otherwise be
-    // recorded as "originally vfio-pci" and never find its way home.
+    // Originals from an earlier prepare of ours win (a function we moved then is on vfio-pci now, but
+    // its home is what that record says); anything else is recorded exactly as it is — a function
+    // already on vfio-pci before us is recorded as vfio-pci, so release leaves it where it was.
     const originalDrivers: Record<string, string | null> = {};
+    const originalOverrides: Record<string, string | null> = {};
     for (const [addr, drv] of Object.entries(record.originalDrivers)) {
-      const before = existing?.originalDrivers[addr];
-      originalDrivers[addr] = before !== undefined ? before : drv === VFIO_DRIVER ? null : drv;
+      const earlier = existing?.originalDrivers[addr];
+      originalDrivers[addr] = earlier !== undefined ? earlier : drv;
+      originalOverrides[addr] =
+        earlier !== undefined ? (existing?.originalOverrides?.[addr] ?? null) : (record.originalOverrides?.[addr] ?? null);
     }
     records.set(record.group, {
       ...record,
       originalDrivers,
+      originalOverrides,
       framebuffers: dedupe([...(existing?.framebuffers ?? []), ...record.framebuffers], (f) => f.device),
       vtconsoles: [...new Set([...(existing?.vtconsoles ?? []), ...record.vtconsoles])],
     });
     await this.deps.store.writeRecords(records);
+  }
+
+  /**
+   * After a prepare rolled back: the stored record goes only if it is this run's own (an earlier
+   * prepare's record, merged into it, still describes functions that run took and must give back).
+   */
+  private async dropRecordIfOnlyThisRun(record: GroupRecord): Promise<void> {
+    const records = await this.deps.store.readRecords();
+    const stored = records.get(record.group);
+    if (!stored) return;
+    const same = Object.entries(stored.originalDrivers).every(([a, d]) => record.originalDrivers[a] === d) &&
+      Object.entries(stored.originalOverrides ?? {}).every(([a, o]) => (record.originalOverrides?.[a] ?? null) === o);
+    if (same) await this.dropRecord(record.group);
   }
 
   private async dropRecord(group: number): Promise<void> {
@@ -252,6 +276,29 @@ export class HandoffExecutor {
       this.deps.recorder.handoffFinished(operation, result, o.error?.code ?? 'none', seconds);
     }
   }
+}
+
+/**
+ * What puts a failed group back: the state every function had when the run was planned (`before`),
+ * so neither a prepare nor a release rollback changes anything that was there before the run.
+ * Journals written without `before` fall back to the record (prepare) or back to vfio-pci (release).
+ */
+function rollbackSteps(operation: 'prepare' | 'release', g: JournalGroup, fns: readonly PciFunction[]): Step[] {
+  if (!g.before) return operation === 'prepare' ? releaseSteps(g.group, fns, g.record) : reprepareSteps(g.group, fns);
+  const before = g.before;
+  const steps = restoreSteps(fns, before);
+  const onVfio = fns.filter((f) => before[f.address]?.driver === VFIO_DRIVER).map((f) => f.address);
+  const offVfio = fns.filter((f) => before[f.address] !== undefined && before[f.address]!.driver !== VFIO_DRIVER).map((f) => f.address);
+  if (operation === 'release' && onVfio.length > 0) {
+    steps.push({ kind: 'verify-group', group: g.group, expect: 'vfio', members: onVfio });
+  } else {
+    steps.push({ kind: 'verify-group', group: g.group, expect: 'host', members: offVfio, ...(onVfio.length > 0 ? { nodeGone: false as const } : {}) });
+  }
+  if (operation === 'prepare') {
+    for (const fb of g.record.framebuffers) steps.push({ kind: 'bind-framebuffer', device: fb.device, driver: fb.driver });
+    for (const vt of g.record.vtconsoles) steps.push({ kind: 'bind-vtconsole', vtconsole: vt });
+  }
+  return steps;
 }
 
 export function errorInfo(err: unknown): { code: string; message: string } {

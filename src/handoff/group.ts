@@ -50,6 +50,11 @@ export function endpoints(members: readonly GroupMember[]): readonly GroupMember
   return members.filter((m) => m.role !== 'bridge');
 }
 
+/** The GPUs' own card functions in a group (roles gpu and companion): the only functions prepare and release write. */
+export function cardMembers(members: readonly GroupMember[]): readonly GroupMember[] {
+  return members.filter((m) => m.role === 'gpu' || m.role === 'companion');
+}
+
 /** The kernel's viability rule: every non-bridge member unbound or on a driver-managed-DMA driver (vendor.ts). */
 export function isGroupViable(members: readonly GroupMember[]): boolean {
   return endpoints(members).every((m) => m.fn.driver === undefined || isUserDmaDriver(m.fn.driver));

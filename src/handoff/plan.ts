@@ -1,7 +1,7 @@
 import type { PciAddress } from '../core/pci-address.js';
 import { vfioIommuBackendAvailable, type Framebuffer, type Gpu, type HostSnapshot } from '../host/model.js';
 import { VFIO_IOMMU_TYPE1 } from '../sysfs/paths.js';
-import { endpoints, VFIO_DRIVER } from './group.js';
+import { cardMembers, endpoints, VFIO_DRIVER } from './group.js';
 import type { Step } from './steps.js';
 import type { Assessment } from './verdict.js';
 
@@ -12,9 +12,21 @@ import type { Assessment } from './verdict.js';
 export interface GroupRecord {
   readonly group: number;
   readonly gpus: readonly PciAddress[];
+  /** Per card function, the driver it had before vfio-handoff first touched it (null: none), vfio-pci included. */
   readonly originalDrivers: Readonly<Record<string, string | null>>;
+  /**
+   * Per card function, its `driver_override` before vfio-handoff first touched it (null: unset).
+   * Absent in records written before overrides were kept; those restore an unset override.
+   */
+  readonly originalOverrides?: Readonly<Record<string, string | null>>;
   readonly framebuffers: readonly { readonly device: string; readonly driver: string }[];
   readonly vtconsoles: readonly string[];
+}
+
+/** What one function looked like: its driver and its driver_override (null: none / unset). */
+export interface FunctionState {
+  readonly driver: string | null;
+  readonly override: string | null;
 }
 
 export interface GroupPlan {
@@ -23,6 +35,8 @@ export interface GroupPlan {
   readonly steps: readonly Step[];
   /** For prepare: the record to store before the first write. For release: the record being undone. */
   readonly record: GroupRecord;
+  /** Every written function's state when this plan was made: a failed run is rolled back to exactly this. */
+  readonly before?: Readonly<Record<string, FunctionState>>;
 }
 
 export interface Plan {
@@ -57,6 +71,9 @@ export function planPrepare(snapshot: HostSnapshot, assessments: readonly Assess
   for (const [group, list] of byGroup(assessments)) {
     const first = list[0]!;
     const eps = endpoints(first.members);
+    // Only the GPUs' own card functions are ever written; a foreign member (allowed only when already
+    // on vfio-pci) is verified but never touched.
+    const own = cardMembers(first.members);
     const gpus = list.map((a) => a.gpu);
     const owned = ownedFramebuffers(snapshot, gpus);
     const fbconsoles = owned.length > 0 ? snapshot.vtconsoles.filter((v) => v.kind === 'fbcon' && v.bound).map((v) => v.name) : [];
@@ -64,7 +81,7 @@ export function planPrepare(snapshot: HostSnapshot, assessments: readonly Assess
     for (const vt of fbconsoles) steps.push({ kind: 'unbind-vtconsole', vtconsole: vt });
     for (const fb of owned) steps.push({ kind: 'unbind-framebuffer', device: fb.device, driver: fb.driver! });
     let changes = steps.length > 0;
-    for (const m of eps) {
+    for (const m of own) {
       const fn = m.fn;
       if (fn.driver === VFIO_DRIVER) continue;
       changes = true;
@@ -83,10 +100,12 @@ export function planPrepare(snapshot: HostSnapshot, assessments: readonly Assess
       record: {
         group,
         gpus: gpus.map((g) => g.fn.address),
-        originalDrivers: Object.fromEntries(eps.map((m) => [m.fn.address, m.fn.driver ?? null])),
+        originalDrivers: Object.fromEntries(own.map((m) => [m.fn.address, m.fn.driver ?? null])),
+        originalOverrides: Object.fromEntries(own.map((m) => [m.fn.address, m.fn.driverOverride ?? null])),
         framebuffers: owned.map((fb) => ({ device: fb.device, driver: fb.driver! })),
         vtconsoles: fbconsoles,
       },
+      before: statesOf(own.map((m) => m.fn)),
     });
   }
   return { operation: 'prepare', preamble, groups };
@@ -100,40 +119,107 @@ export function planPrepare(snapshot: HostSnapshot, assessments: readonly Assess
 export function planRelease(snapshot: HostSnapshot, assessments: readonly Assessment[], records: ReadonlyMap<number, GroupRecord>): Plan {
   const groups: GroupPlan[] = [];
   for (const [group, list] of byGroup(assessments)) {
-    const eps = endpoints(list[0]!.members);
-    const record = records.get(group) ?? {
+    const own = cardMembers(list[0]!.members);
+    const recorded = records.get(group);
+    const record = recorded ?? {
       group,
       gpus: list.map((a) => a.gpu.fn.address),
       originalDrivers: {},
       framebuffers: [],
       vtconsoles: [],
     };
-    groups.push({ group, gpus: record.gpus, steps: releaseSteps(group, eps.map((m) => m.fn), record), record });
+    if (!recorded) {
+      // Not prepared by vfio-handoff (bound at boot with vfio-pci.ids=, or by another tool): nothing of
+      // ours to give back, so nothing is written.
+      groups.push({ group, gpus: record.gpus, steps: [], record });
+      continue;
+    }
+    // Only what prepare took goes back.
+    const fns = own.map((m) => m.fn).filter((f) => f.address in recorded.originalDrivers);
+    groups.push({ group, gpus: record.gpus, steps: releaseSteps(group, fns, record), record, before: statesOf(fns) });
   }
   return { operation: 'release', preamble: [], groups };
 }
 
-/** Release steps for one group from the functions' current state; shared by release and rollback. */
-export function releaseSteps(
-  group: number,
-  fns: readonly { address: PciAddress; driver: string | undefined; driverOverride: string | undefined }[],
-  record: GroupRecord,
-): Step[] {
-  const steps: Step[] = [];
+type CurrentFunction = { readonly address: PciAddress; readonly driver: string | undefined; readonly driverOverride: string | undefined };
+
+/**
+ * Release steps for one group from the functions' current state; shared by release and the rollback
+ * of a failed prepare. Each function goes back to exactly what the record says it had before
+ * vfio-handoff first touched it — driver and driver_override — so a function that was already on
+ * vfio-pci (another tool bound it) stays there. Functions the record does not know (no record: a group
+ * someone else bound) go to their host driver with the override cleared.
+ */
+export function releaseSteps(group: number, fns: readonly CurrentFunction[], record: GroupRecord): Step[] {
+  const target: Record<string, FunctionState> = {};
   for (const fn of fns) {
-    const touched = fn.driver === VFIO_DRIVER || fn.driverOverride === VFIO_DRIVER || record.originalDrivers[fn.address] !== undefined;
-    if (!touched) continue;
-    if (fn.driverOverride !== undefined) steps.push({ kind: 'clear-override', address: fn.address });
-    if (fn.driver === VFIO_DRIVER) steps.push({ kind: 'unbind-driver', address: fn.address, driver: VFIO_DRIVER });
-    const original = record.originalDrivers[fn.address];
-    if (fn.driver === VFIO_DRIVER || fn.driver === undefined) {
-      steps.push({ kind: 'probe', address: fn.address, expect: original && original !== VFIO_DRIVER ? original : undefined });
+    const driver = record.originalDrivers[fn.address];
+    if (driver === undefined) {
+      if (fn.driver !== VFIO_DRIVER && fn.driverOverride !== VFIO_DRIVER) continue; // not ours, not on vfio: leave it
+      target[fn.address] = { driver: HOST_DRIVER, override: null };
+    } else if (record.originalOverrides === undefined) {
+      // Legacy record (drivers only, vfio-pci stored as null): the host driver, override cleared.
+      target[fn.address] = { driver: driver === null || driver === VFIO_DRIVER ? HOST_DRIVER : driver, override: null };
+    } else {
+      target[fn.address] = { driver, override: record.originalOverrides[fn.address] ?? null };
     }
   }
-  steps.push({ kind: 'verify-group', group, expect: 'host', members: fns.map((f) => f.address) });
+  const steps = restoreSteps(fns, target);
+  const staysOnVfio = fns.some((f) => (target[f.address] ? target[f.address]!.driver === VFIO_DRIVER : f.driver === VFIO_DRIVER));
+  steps.push({
+    kind: 'verify-group',
+    group,
+    expect: 'host',
+    members: fns.filter((f) => target[f.address] !== undefined && target[f.address]!.driver !== VFIO_DRIVER).map((f) => f.address),
+    // Someone else's function still on vfio-pci keeps /dev/vfio/<group>; only ours must have left.
+    ...(staysOnVfio ? { nodeGone: false } : {}),
+  });
   for (const fb of record.framebuffers) steps.push({ kind: 'bind-framebuffer', device: fb.device, driver: fb.driver });
   for (const vt of record.vtconsoles) steps.push({ kind: 'bind-vtconsole', vtconsole: vt });
   return steps;
+}
+
+/** Target driver meaning "whatever host driver probes" (used where no exact original is known). */
+export const HOST_DRIVER = '*host*';
+
+/**
+ * Steps that take each function from its current state to `target` (driver and driver_override);
+ * functions already there get none. Order per function: the override that lets the wanted driver
+ * probe, unbind, probe, then the target override if it differs from that one (an override never
+ * unbinds, so setting it last cannot disturb the driver).
+ */
+export function restoreSteps(fns: readonly CurrentFunction[], target: Readonly<Record<string, FunctionState>>): Step[] {
+  const steps: Step[] = [];
+  for (const fn of fns) {
+    const want = target[fn.address];
+    if (!want) continue;
+    const curDriver = fn.driver ?? null;
+    const curOverride = fn.driverOverride ?? null;
+    const driverOk = want.driver === HOST_DRIVER ? curDriver !== null && curDriver !== VFIO_DRIVER : curDriver === want.driver;
+    let override = curOverride;
+    if (!driverOk) {
+      // The override in force while probing: the wanted driver's name when it must be forced (vfio-pci,
+      // or the original override named it), else none so the host's own match decides.
+      const probeOverride = want.driver === VFIO_DRIVER || (want.override !== null && want.override === want.driver) ? want.driver : null;
+      if (probeOverride !== override) {
+        steps.push(probeOverride === null ? { kind: 'clear-override', address: fn.address } : { kind: 'set-override', address: fn.address, driver: probeOverride });
+        override = probeOverride;
+      }
+      if (curDriver !== null) steps.push({ kind: 'unbind-driver', address: fn.address, driver: curDriver });
+      if (want.driver !== null) {
+        steps.push({ kind: 'probe', address: fn.address, expect: want.driver === HOST_DRIVER ? undefined : want.driver });
+      }
+    }
+    if (want.override !== override) {
+      steps.push(want.override === null ? { kind: 'clear-override', address: fn.address } : { kind: 'set-override', address: fn.address, driver: want.override });
+    }
+  }
+  return steps;
+}
+
+/** The current driver and override of each function, as plan bookkeeping. */
+export function statesOf(fns: readonly CurrentFunction[]): Record<string, FunctionState> {
+  return Object.fromEntries(fns.map((f) => [f.address, { driver: f.driver ?? null, override: f.driverOverride ?? null }]));
 }
 
 function ownedFramebuffers(snapshot: HostSnapshot, gpus: readonly Gpu[]): Framebuffer[] {

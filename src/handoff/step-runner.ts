@@ -104,7 +104,7 @@ export class StepRunner {
       case 'probe':
         return this.probe(step.address, step.expect, signal);
       case 'verify-group':
-        return this.verifyGroup(step.group, step.expect, step.members);
+        return this.verifyGroup(step.group, step.expect, step.members, step.nodeGone !== false);
     }
   }
 
@@ -135,7 +135,7 @@ export class StepRunner {
     return { outcome: 'done', note: now === expect ? undefined : `${address} is on ${now ?? 'no driver'}, not its original ${expect}` };
   }
 
-  private async verifyGroup(group: number, expect: 'vfio' | 'host', members: readonly PciAddress[]): Promise<StepResult> {
+  private async verifyGroup(group: number, expect: 'vfio' | 'host', members: readonly PciAddress[], nodeGone = true): Promise<StepResult> {
     const node = vfioGroupNode(group);
     if (expect === 'vfio') {
       await this.until(
@@ -154,7 +154,8 @@ export class StepRunner {
       return { outcome: 'done' };
     }
     await this.until(
-      async () => (await Promise.all(members.map((m) => this.driver(m)))).every((d) => d !== VFIO_DRIVER) && !(await this.deps.host.exists(node)),
+      async () =>
+        (await Promise.all(members.map((m) => this.driver(m)))).every((d) => d !== VFIO_DRIVER) && (!nodeGone || !(await this.deps.host.exists(node))),
       `group ${group} is still on vfio-pci`,
     );
     return { outcome: 'done' };

@@ -16,7 +16,8 @@ export type Step =
   | { readonly kind: 'unbind-driver'; readonly address: PciAddress; readonly driver: string }
   /** drivers_probe; `expect` is the driver that must hold the device afterwards (undefined: any or none but vfio-pci). */
   | { readonly kind: 'probe'; readonly address: PciAddress; readonly expect: string | undefined }
-  | { readonly kind: 'verify-group'; readonly group: number; readonly expect: 'vfio' | 'host'; readonly members: readonly PciAddress[] };
+  /** `nodeGone: false` (host only): another tool's function stays on vfio-pci, so /dev/vfio/<group> stays too. */
+  | { readonly kind: 'verify-group'; readonly group: number; readonly expect: 'vfio' | 'host'; readonly members: readonly PciAddress[]; readonly nodeGone?: false };
 
 export type StepKind = Step['kind'];
 

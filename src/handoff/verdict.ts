@@ -1,5 +1,7 @@
 import type { PciAddress } from '../core/pci-address.js';
-import type { Gpu, HostSnapshot } from '../host/model.js';
+import { kernelAtLeast } from '../host/kernel-version.js';
+import type { Gpu, HostSnapshot, IommuPlatform } from '../host/model.js';
+import { knownResetQuirk } from '../host/vendor.js';
 import { describeClass, endpoints, formatClass, groupMembers, VFIO_DRIVER, type GroupMember } from './group.js';
 import { sysfbRemoval } from './kernel-rules.js';
 import { barClaimsOf, notReady } from '../host/readiness.js';
@@ -23,6 +25,7 @@ export const WARNING_CODES = [
   'SYSFB_REMOVED_BY_ANY_VGA',
   'FRAMEBUFFER_NOT_RESTORABLE',
   'NO_RESET_METHOD',
+  'RESET_METHOD_UNKNOWN',
   'BOOT_GPU',
   'FOREIGN_DEVICE_ON_VFIO',
   'NO_NATIVE_DRIVER',
@@ -70,12 +73,9 @@ export function assessGpu(snapshot: HostSnapshot, gpu: Gpu, opts: AssessOptions)
   const foreign = members.filter((m) => m.role === 'foreign');
 
   if (!snapshot.iommuEnabled) {
-    reasons.push({
-      code: 'IOMMU_OFF',
-      message: 'the IOMMU is off: enable it in firmware (VT-d/AMD-Vi) and boot with intel_iommu=on or amd_iommu=on',
-    });
+    reasons.push({ code: 'IOMMU_OFF', message: iommuOffAdvice(snapshot.platform ?? 'unknown') });
   } else if (group === undefined) {
-    reasons.push({ code: 'NO_IOMMU_GROUP', message: `${gpu.fn.address} has no IOMMU group` });
+    reasons.push({ code: 'NO_IOMMU_GROUP', message: noGroupAdvice(gpu, snapshot.platform ?? 'unknown') });
   }
 
   // The one readiness rule (src/host/readiness.ts): the plugin and the agent ask the same question.
@@ -86,7 +86,8 @@ export function assessGpu(snapshot: HostSnapshot, gpu: Gpu, opts: AssessOptions)
         message: `${describeMember(f)} shares IOMMU group ${group} and goes to the VM with the GPU`,
       });
     }
-    if (gpu.fn.resetMethods.length === 0) warnings.push(noResetWarning(gpu));
+    const reset = resetWarning(snapshot, gpu);
+    if (reset) warnings.push(reset);
     return { gpu, verdict: 'ready', members, reasons, warnings };
   }
 
@@ -128,6 +129,9 @@ export function assessGpu(snapshot: HostSnapshot, gpu: Gpu, opts: AssessOptions)
   const releasable = snapshot.framebuffers.filter((fb) => fb.driver !== undefined && (fb.owner?.address === gpu.fn.address || gpu.framebuffers.includes(fb.device)));
   for (const c of barClaimsOf(snapshot, gpu.fn.address)) {
     if (releasable.some((fb) => fb.range === undefined || (fb.range.start <= c.end && c.start <= fb.range.end))) continue;
+    // The GPU's own driver (pci_request_regions under its name, e.g. `bochs-drm`, seen on Debian 6.1/6.12 in the
+    // e2e guests) lets go of its BARs at the unbind-driver step prepare plans: not a conflict.
+    if (gpu.fn.driver !== undefined && c.name === gpu.fn.driver) continue;
     reasons.push({
       code: 'BAR_CLAIMED',
       message: `${c.name} holds BAR ${c.bar} of ${gpu.fn.address} and no framebuffer driver that prepare could release owns it; a VMM could not map that BAR`,
@@ -169,16 +173,51 @@ export function assessGpu(snapshot: HostSnapshot, gpu: Gpu, opts: AssessOptions)
       message: 'vfio-pci unregisters the firmware framebuffer for good; after release the console returns only with a native GPU driver or a reboot',
     });
   }
-  if (gpu.fn.resetMethods.length === 0) warnings.push(noResetWarning(gpu));
+  const reset = resetWarning(snapshot, gpu);
+  if (reset) warnings.push(reset);
 
   return { gpu, verdict: reasons.length > 0 ? 'blocked' : 'preparable', members, reasons, warnings };
 }
 
-function noResetWarning(gpu: Gpu): Finding<WarningCode> {
+/**
+ * Reset advice. `reset_method` exists since Linux 5.15 (kernel.md §1.2): on older kernels its absence
+ * says nothing, so the method is unknown (RESET_METHOD_UNKNOWN) rather than missing (NO_RESET_METHOD).
+ */
+function resetWarning(snapshot: HostSnapshot, gpu: Gpu): Finding<WarningCode> | undefined {
+  if (gpu.fn.resetMethods.length > 0) return undefined;
+  if (kernelAtLeast(snapshot.kernel, 5, 15) === false) {
+    return {
+      code: 'RESET_METHOD_UNKNOWN',
+      message: `kernel ${snapshot.kernel.release ?? '?'} predates the reset_method file (5.15): the reset method of ${gpu.fn.address} is unknown here; vfio-pci tries FLR, PM and bus reset when the VM opens it`,
+    };
+  }
+  const quirk = knownResetQuirk(gpu.fn);
   return {
     code: 'NO_RESET_METHOD',
-    message: `${gpu.fn.address} offers no reset method; the VM may find it in a dirty state after a guest reboot`,
+    message: `${gpu.fn.address} offers no reset method${quirk ? ` (${quirk})` : ''}; the VM may find it in a dirty state after a guest reboot`,
   };
+}
+
+/** IOMMU_OFF advice for the platform (kernel.md §3.6): Intel VT-d, AMD-Vi, or the Arm SMMU on arm64. */
+export function iommuOffAdvice(platform: IommuPlatform): string {
+  switch (platform) {
+    case 'intel':
+      return 'the IOMMU is off: enable VT-d in firmware and boot with intel_iommu=on';
+    case 'amd':
+      return 'the IOMMU is off: enable AMD-Vi (IOMMU) in firmware; amd_iommu is on by default, so remove amd_iommu=off if set';
+    case 'arm-smmu':
+      return 'the IOMMU is off: on arm64 PCIe devices are isolated by the Arm SMMU — enable it in firmware (ACPI IORT or the device tree\'s iommu-map) and use a kernel with arm-smmu-v3; a root complex without an SMMU in front of it (e.g. Raspberry Pi) cannot pass devices through';
+    default:
+      return 'the IOMMU is off: enable it in firmware (Intel VT-d / AMD-Vi; arm64: the SMMU) and boot with intel_iommu=on on Intel hosts';
+  }
+}
+
+function noGroupAdvice(gpu: Gpu, platform: IommuPlatform): string {
+  const domain = gpu.fn.address.slice(0, 4);
+  if (platform === 'arm-smmu') {
+    return `${gpu.fn.address} has no IOMMU group while other devices have one: the SMMU does not cover PCI domain ${domain} (check the firmware's IORT / iommu-map for that root complex)`;
+  }
+  return `${gpu.fn.address} has no IOMMU group while other devices have one: the IOMMU does not cover it (check the firmware's DMAR/IVRS tables for PCI domain ${domain})`;
 }
 
 function describeMember(m: GroupMember): string {

@@ -1,19 +1,18 @@
 import { pciAddressParts, type PciAddress } from '../core/pci-address.js';
 import type { PciFunction } from './model.js';
+import { isCardFunction, slotOf } from './vendor.js';
 
-/** `dddd:bb:dd` — the slot (physical device) part of an address. */
-export function slotOf(address: PciAddress): string {
-  return address.slice(0, address.lastIndexOf('.'));
-}
+export { slotOf };
 
 /**
  * Companion functions of a GPU: the other endpoints of the same physical card that must travel with
- * it (HDMI audio, Turing's USB and UCSI). A companion is a function of the same slot that is either
- * in the GPU's IOMMU group (both undefined counts when the IOMMU is off) or the target of one of the
- * GPU's `consumer:pci:<bdf>` device links. Functions of other slots are never companions — in the
- * GPU's group they are foreign devices, which the verdict must name. Bridges, SR-IOV VFs and other
- * GPUs are excluded: bridges stay on pcieport, VFs belong to their PF, and a GPU is handed off on
- * its own account.
+ * it (HDMI audio, Turing's USB and UCSI). A companion is either the target of one of the GPU's
+ * `consumer:pci:<bdf>` device links, or a card function by the vendor rule (same slot **and** the
+ * GPU's vendor, src/host/vendor.ts) in the GPU's IOMMU group (both undefined counts when the IOMMU is
+ * off). Everything else — other slots, and an APU slot's host functions under the CPU vendor's id
+ * (security processor, USB, audio) — is never a companion: in the GPU's group it is a foreign device,
+ * which the verdict must name. Bridges, SR-IOV VFs and other GPUs are excluded: bridges stay on
+ * pcieport, a VF is handed off on its own, and so is every GPU.
  */
 export function findCompanions(
   gpu: PciFunction,
@@ -21,13 +20,12 @@ export function findCompanions(
   consumers: readonly PciAddress[],
   isGpu: (fn: PciFunction) => boolean,
 ): PciAddress[] {
-  const slot = slotOf(gpu.address);
   const linked = new Set<string>(consumers);
   const out: PciAddress[] = [];
   for (const fn of functions) {
-    if (fn.address === gpu.address || slotOf(fn.address) !== slot) continue;
+    if (fn.address === gpu.address) continue;
     if (fn.isBridge || fn.physfn !== undefined || isGpu(fn)) continue;
-    if (fn.iommuGroup === gpu.iommuGroup || linked.has(fn.address)) out.push(fn.address);
+    if (linked.has(fn.address) || (isCardFunction(gpu, fn) && fn.iommuGroup === gpu.iommuGroup)) out.push(fn.address);
   }
   return out.sort((a, b) => pciAddressParts(a).fn - pciAddressParts(b).fn);
 }

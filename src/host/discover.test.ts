@@ -311,7 +311,7 @@ describe(discoverHost.name, () => {
     expect(snap.gpus.map((g) => [g.fn.address, g.companions])).toEqual([['0000:07:00.0', []]]);
   });
 
-  it('MI300X: class 0x1200 PF is a GPU, its VFs are counted on the PF and are not GPUs', async () => {
+  it('MI300X: class 0x1200 PF is a GPU, and so is each of its VFs (own group, physfn link), never a companion of the PF', async () => {
     const snap = await discoverHost(
       host({
         '0000:85:00.0': { class: '0x120000', id: '1002:74a1', driver: 'gim', group: 60, sriov: [8, 2] },
@@ -320,8 +320,12 @@ describe(discoverHost.name, () => {
         '0000:86:00.0': { class: '0x120000', id: '15b3:1021', driver: 'mlx5_core', group: 63 },
       }),
     );
-    expect(snap.gpus.map((g) => [g.fn.address, g.kind, g.fn.sriovTotalVfs, g.fn.sriovNumVfs])).toEqual([['0000:85:00.0', 'accelerator', 8, 2]]);
-    expect(fn(snap, '0000:85:02.0')?.physfn).toBe('0000:85:00.0');
+    expect(snap.gpus.map((g) => [g.fn.address, g.kind, g.fn.sriovTotalVfs, g.fn.sriovNumVfs, g.fn.physfn])).toEqual([
+      ['0000:85:00.0', 'accelerator', 8, 2, undefined],
+      ['0000:85:02.0', 'accelerator', undefined, undefined, '0000:85:00.0'],
+      ['0000:85:02.1', 'accelerator', undefined, undefined, '0000:85:00.0'],
+    ]);
+    expect(snap.gpus.flatMap((g) => g.companions)).toEqual([]);
   });
 
   it('HGX: NVSwitches (class 0x0680) are neither GPUs nor bridges', async () => {

@@ -55,6 +55,8 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
     reader.exists(P.sysModule(P.VFIO_IOMMU_TYPE1)),
   ]);
   const kernel = parseKernelRelease(osrelease);
+  // With the IOMMU off /sys/class/iommu is empty: the CPU tells Intel, AMD and arm64 apart.
+  const cpuinfo = iommuDevices.length === 0 ? await reader.readText(P.PROC_CPUINFO).catch(() => undefined) : undefined;
 
   const addresses = uniqueAddresses(deviceNames);
   const groupIds = groupNames.filter((n) => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b);
@@ -97,8 +99,10 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
   );
   const functions = detailed.map((d) => d.fn).sort((a, b) => comparePciAddress(a.address, b.address));
 
-  // SR-IOV virtual functions carry the GPU class too, but are part of their PF, not GPUs to hand off.
-  const isGpu = (fn: PciFunction): boolean => candidates.has(fn.address) && fn.physfn === undefined;
+  // SR-IOV virtual functions carry the GPU class too; each is handed off on its own (own IOMMU group,
+  // `physfn` link to its PF) — that is what SR-IOV users pass through — so they are GPUs here too, and
+  // never companions of their PF (findCompanions skips functions with a physfn).
+  const isGpu = (fn: PciFunction): boolean => candidates.has(fn.address);
   const gpuFns = functions.filter(isGpu);
 
   const addressesWithClaims = iomemHasAddresses(iomem);
@@ -143,19 +147,24 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
     vtconsoles: vtconsoles.sort((a, b) => compareVtConsoleNames(a.name, b.name)),
     barClaims,
     iomemReadable: addressesWithClaims || iomem.length === 0,
-    platform: iommuPlatform(iommuDevices, kernel.release),
+    platform: iommuPlatform(iommuDevices, kernel.release, cpuinfo),
   };
 }
 
 /**
  * The IOMMU family, for advice only: `/sys/class/iommu` names the hardware units (`dmar0` Intel VT-d,
  * `ivhd0` AMD-Vi, `smmu3.0x...`/`arm-smmu...` Arm SMMU); with the IOMMU off that directory is empty, so
- * the kernel release's architecture tag decides (`-arm64`, `aarch64`, `-64k` and Raspberry Pi builds are arm64).
+ * `/proc/cpuinfo` (x86 `vendor_id`, arm64 `CPU implementer`) and then the kernel release's architecture tag decide (`-arm64`, `aarch64`, `-64k` and Raspberry Pi builds are arm64).
  */
-export function iommuPlatform(iommuDevices: readonly string[], release: string | undefined): IommuPlatform {
+export function iommuPlatform(iommuDevices: readonly string[], release: string | undefined, cpuinfo?: string): IommuPlatform {
   if (iommuDevices.some((n) => /^dmar\d/.test(n))) return 'intel';
   if (iommuDevices.some((n) => /^ivhd\d/.test(n))) return 'amd';
   if (iommuDevices.some((n) => /smmu/i.test(n))) return 'arm-smmu';
+  if (cpuinfo !== undefined) {
+    if (/^vendor_id\s*:\s*GenuineIntel/m.test(cpuinfo)) return 'intel';
+    if (/^vendor_id\s*:\s*(AuthenticAMD|HygonGenuine)/m.test(cpuinfo)) return 'amd';
+    if (/^CPU implementer\s*:/m.test(cpuinfo)) return 'arm-smmu';
+  }
   if (release !== undefined && /(aarch64|arm64|-64k\b|rpi|raspi|tegra)/i.test(release)) return 'arm-smmu';
   return 'unknown';
 }

@@ -69,6 +69,7 @@ export interface KernelInfo {
   readonly minor: number | undefined;
 }
 
+/** A GPU to hand off: a physical function, or an SR-IOV virtual function (then `fn.physfn` names its PF). */
 export interface Gpu {
   readonly fn: PciFunction;
   readonly kind: GpuKind;

@@ -64,9 +64,21 @@ export function slotOf(address: string): string {
  * hosts.md §3, ryanprescott/realtek-verb-tools #8); they are the host's, not the card's. Discrete
  * cards' extra functions (NVIDIA HDMI audio, Turing USB/UCSI, AMD HDMI audio 1002:ab28) carry the
  * GPU's vendor id.
+ *
+ * One exception: QEMU's emulated functions (subsystem vendor 1af4 on every one of them) that a VM
+ * definition composes into one multifunction slot, e.g. std VGA 1234:1111 + ICH9 HDA 8086:293e at
+ * 00:02.0/.1 — the "GPU with HDMI audio" of the kernel e2e test bed (kernel-e2e.md). There is no
+ * physical card whose vendor could be compared; the VM author built the slot as one device. Laptop
+ * OEM subsystem ids are shared by all functions of an APU too, so only the QEMU id is trusted.
  */
-export function isCardFunction(gpu: Pick<PciFunction, 'address' | 'vendorId'>, fn: Pick<PciFunction, 'address' | 'vendorId'>): boolean {
-  return fn.address !== gpu.address && slotOf(fn.address) === slotOf(gpu.address) && fn.vendorId === gpu.vendorId;
+const QEMU_SUBSYSTEM_VENDOR = '1af4';
+
+type CardIdentity = Pick<PciFunction, 'address' | 'vendorId' | 'subsystemVendorId'>;
+
+export function isCardFunction(gpu: CardIdentity, fn: CardIdentity): boolean {
+  if (fn.address === gpu.address || slotOf(fn.address) !== slotOf(gpu.address)) return false;
+  if (fn.vendorId === gpu.vendorId) return true;
+  return gpu.subsystemVendorId === QEMU_SUBSYSTEM_VENDOR && fn.subsystemVendorId === QEMU_SUBSYSTEM_VENDOR;
 }
 
 /**

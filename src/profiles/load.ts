@@ -26,6 +26,8 @@ export const HOST_PROFILE_SCHEMA = {
     description: { type: 'string' },
     kernelRelease: { type: 'string', pattern: '^[0-9]+\\.[0-9]+[A-Za-z0-9._+~-]*$' },
     iommu: { type: 'boolean' },
+    cpu: { enum: ['intel', 'amd', 'arm64'] },
+    iommuDevices: { type: 'array', items: { type: 'string', pattern: NAME } },
     loadedDrivers: { type: 'array', items: { type: 'string', pattern: NAME } },
     availableModules: { type: 'array', items: { type: 'string', pattern: NAME } },
     iommufd: { type: 'boolean' },

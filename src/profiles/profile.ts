@@ -11,6 +11,10 @@ export interface HostProfile {
   readonly kernelRelease: string;
   /** false: no `iommu_group` links and an empty `/sys/kernel/iommu_groups`. Default true. */
   readonly iommu?: boolean;
+  /** CPU family for `/proc/cpuinfo` (`vendor_id` GenuineIntel/AuthenticAMD, or arm64 `CPU implementer`); omitted: no cpuinfo. */
+  readonly cpu?: 'intel' | 'amd' | 'arm64';
+  /** IOMMU hardware units in `/sys/class/iommu` (`dmar0`, `ivhd0`, `smmu3.0x0000000011000000`); shown only with the IOMMU on. */
+  readonly iommuDevices?: readonly string[];
   /** Drivers registered in `/sys/bus/pci/drivers` at start (module loaded or built in). */
   readonly loadedDrivers: readonly string[];
   /** Modules present under `/lib/modules/<release>` that `loadModule` can load (e.g. `vfio-pci`). */

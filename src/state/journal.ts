@@ -1,4 +1,4 @@
-import type { GroupRecord } from '../handoff/plan.js';
+import type { FunctionState, GroupRecord } from '../handoff/plan.js';
 import type { Step } from '../handoff/steps.js';
 
 /**
@@ -13,6 +13,8 @@ export interface JournalGroup {
   /** Number of steps of this group that completed (done or skipped). */
   readonly completed: number;
   readonly status: 'pending' | 'running' | 'done' | 'failed' | 'rolled-back';
+  /** Each written function's driver and override when the run was planned: what a rollback restores. */
+  readonly before?: Readonly<Record<string, FunctionState>>;
 }
 
 export interface Journal {

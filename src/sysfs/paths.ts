@@ -78,6 +78,8 @@ export const PCI_DEVICES = 'sys/bus/pci/devices';
 export const PCI_DRIVERS = 'sys/bus/pci/drivers';
 export const PCI_DRIVERS_PROBE = 'sys/bus/pci/drivers_probe';
 export const IOMMU_GROUPS = 'sys/kernel/iommu_groups';
+/** CPU identification: `vendor_id` on x86, `CPU implementer` on arm64. */
+export const PROC_CPUINFO = 'proc/cpuinfo';
 /** IOMMU hardware units (`dmar0`, `ivhd0`, `smmu3.0x...`); empty when the IOMMU is off. */
 export const IOMMU_CLASS = 'sys/class/iommu';
 export const PLATFORM_DEVICES = 'sys/bus/platform/devices';

@@ -154,6 +154,9 @@ const VFIO_PCI = 'vfio-pci';
 const PCI_STUB = 'pci-stub';
 /** Drivers that leave the IOMMU group to user space (driver_managed_dma, or the pre-5.19 allow-list). */
 const USER_DMA_DRIVERS = new Set([VFIO_PCI, PCI_STUB]);
+/** vfio-pci variant drivers register under their module name, e.g. `nvgrace_gpu_vfio_pci` (kernel.md §5). */
+const isVfioVariant = (drv: string | undefined): boolean => drv !== undefined && /_vfio_pci$/.test(drv);
+const isUserDma = (drv: string | undefined): boolean => drv !== undefined && (USER_DMA_DRIVERS.has(drv) || isVfioVariant(drv));
 const PLATFORM_FB_DRIVERS = ['efi-framebuffer', 'simple-framebuffer', 'vesa-framebuffer'];
 const DEFAULT_CLAIMS: Record<string, string> = {
   'efi-framebuffer': 'efifb',
@@ -237,6 +240,8 @@ export class SimulatedKernel implements HostPort {
   private readonly iommu: boolean;
   private readonly iommufd: boolean;
   private readonly availableModules: string[];
+  private readonly iommuDevices: string[];
+  private readonly cpu: HostProfile['cpu'];
   private readonly drivers = new Set<string>();
   /** Loaded modules that register no PCI driver (normalised names), e.g. `vfio_iommu_type1`. */
   private readonly modules = new Set<string>();
@@ -262,6 +267,8 @@ export class SimulatedKernel implements HostPort {
     this.iommu = profile.iommu ?? true;
     this.iommufd = profile.iommufd ?? false;
     this.availableModules = [...(profile.availableModules ?? [])];
+    this.iommuDevices = [...(profile.iommuDevices ?? [])];
+    this.cpu = profile.cpu;
     for (const d of profile.loadedDrivers) this.drivers.add(d);
     // vfio_iommu_type1 ships with vfio-pci; a host that loaded vfio-pci through modprobe has it too (softdep).
     if (this.availableModules.some((m) => normaliseModule(m) === 'vfio_pci') && !this.availableModules.some((m) => normaliseModule(m) === VFIO_IOMMU_TYPE1)) {
@@ -799,7 +806,7 @@ export class SimulatedKernel implements HostPort {
     }
     this.setDriver(d, drv);
     if (drv === VFIO_PCI && isVga(d) && atLeast(this.version, 6, 0)) this.apertureRemoveConflicting(d);
-    if (!USER_DMA_DRIVERS.has(drv) && isDisplayWithOutputs(d)) this.apertureRemoveConflicting(d);
+    if (!isUserDma(drv) && isDisplayWithOutputs(d)) this.apertureRemoveConflicting(d);
     return undefined;
   }
 
@@ -828,7 +835,7 @@ export class SimulatedKernel implements HostPort {
   private hasFramebuffer(): boolean {
     for (const f of this.fbs.values()) if (f.driver !== undefined) return true;
     for (const d of this.devices.values()) {
-      if (d.driver !== undefined && !USER_DMA_DRIVERS.has(d.driver) && isDisplayWithOutputs(d)) return true;
+      if (d.driver !== undefined && !isUserDma(d.driver) && isDisplayWithOutputs(d)) return true;
     }
     return false;
   }
@@ -861,7 +868,7 @@ export class SimulatedKernel implements HostPort {
     for (const [n, members] of groups) {
       // The real kernel creates the node as soon as one member binds to vfio-pci, viable or not
       // (seen on 6.1 and 6.12 in the kernel e2e tests); viability is only checked when a VMM opens it.
-      if (members.some((m) => m.driver === VFIO_PCI)) out.push(n);
+      if (members.some((m) => m.driver === VFIO_PCI || isVfioVariant(m.driver))) out.push(n);
     }
     return out.sort((a, b) => a - b);
   }
@@ -895,6 +902,11 @@ export class SimulatedKernel implements HostPort {
     t.mkdir(P.PCI_DRIVERS);
     t.file(P.PCI_DRIVERS_PROBE, '');
     t.mkdir(P.IOMMU_GROUPS);
+    t.mkdir(P.IOMMU_CLASS);
+    for (const u of this.iommu ? this.iommuDevices : []) {
+      t.file(`sys/devices/virtual/iommu/${u}/uevent`, '');
+      t.linkTo(`${P.IOMMU_CLASS}/${u}`, `sys/devices/virtual/iommu/${u}`);
+    }
     t.mkdir(P.PLATFORM_DEVICES);
     t.mkdir(P.PLATFORM_DRIVERS);
     t.mkdir(P.VTCONSOLES);
@@ -917,12 +929,13 @@ export class SimulatedKernel implements HostPort {
       t.file(`${dir}/numa_node`, `${d.numaNode}\n`);
       t.file(`${dir}/driver_override`, `${d.override ?? '(null)'}\n`);
       // pci_enable_device() is called by native drivers' probe; vfio-pci enables only when a VMM opens it.
-      t.file(`${dir}/enable`, d.driver !== undefined && !USER_DMA_DRIVERS.has(d.driver) ? '1\n' : '0\n');
+      t.file(`${dir}/enable`, d.driver !== undefined && !isUserDma(d.driver) ? '1\n' : '0\n');
       t.file(`${dir}/resource`, this.renderResource(d));
       if (isVga(d)) t.file(`${dir}/boot_vga`, d.bootVga ? '1\n' : '0\n');
       if (d.bootDisplay) t.file(`${dir}/boot_display`, '1\n');
       if (d.resetMethods.length > 0) {
-        t.file(`${dir}/reset_method`, `${d.resetMethods.join(' ')}\n`);
+        // reset_method appeared in 5.15 (kernel.md §1.2); `reset` is older.
+        if (atLeast(this.version, 5, 15)) t.file(`${dir}/reset_method`, `${d.resetMethods.join(' ')}\n`);
         t.file(`${dir}/reset`, '');
       }
       if (d.sriov) {
@@ -981,7 +994,7 @@ export class SimulatedKernel implements HostPort {
       t.file(`${dir}/name`, `${vt.description}\n`);
       t.linkTo(P.vtconsole(vt.name), dir);
     }
-    if (this.drivers.has(VFIO_PCI)) {
+    if (this.drivers.has(VFIO_PCI) || [...this.drivers].some(isVfioVariant)) {
       t.file(P.VFIO_CONTAINER, '');
       for (const g of vfioGroups) t.file(P.vfioGroupNode(g), '');
     }
@@ -990,6 +1003,10 @@ export class SimulatedKernel implements HostPort {
     if (this.drivers.has(VFIO_PCI)) t.file(`${P.sysModule('vfio_pci')}/initstate`, 'live\n');
     t.file(P.PROC_IOMEM, this.renderIomem());
     t.file(P.OSRELEASE, `${this.release}\n`);
+    if (this.cpu) {
+      const head = this.cpu === 'arm64' ? 'processor\t: 0\nBogoMIPS\t: 2000.00\nCPU implementer\t: 0x41\nCPU architecture: 8\n' : `processor\t: 0\nvendor_id\t: ${this.cpu === 'intel' ? 'GenuineIntel' : 'AuthenticAMD'}\ncpu family\t: 25\n`;
+      t.file(P.PROC_CPUINFO, head);
+    }
     t.file(
       P.modulesDep(this.release),
       this.availableModules.map((m) => `${moduleDir(m)}/${m}.ko:\n`).join(''),

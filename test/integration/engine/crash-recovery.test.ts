@@ -75,8 +75,9 @@ describe('crash recovery of prepare (workstation boot GPU + audio)', async () =>
       const kernel = new SimulatedKernel(await loadBuiltinProfile('workstation-efifb'));
       const store = new MemoryStateStore();
       await expect(engine(kernel, store, k).prepare(sel, { allowBootGpu: true })).rejects.toBeInstanceOf(Crash);
-      // Make every further bind to vfio-pci fail: resuming cannot succeed.
-      kernel.injectFault({ path: 'sys/bus/pci/drivers_probe', errno: 'EIO', times: 2 });
+      // Make the next bind to vfio-pci fail: resuming cannot succeed (the rollback's own probes then work;
+      // the GPU had no driver before, so the exact rollback does not probe it at all).
+      kernel.injectFault({ path: 'sys/bus/pci/drivers_probe', errno: 'EIO', times: 1 });
       const outcomes = await engine(kernel, store).recover();
       const state = await expectConsistent(kernel);
       // Nothing of the group had changed yet (crash right after loading vfio-pci): it stays on the host.

@@ -41,7 +41,10 @@ describe('processes holding GPU device files (procfs scan through the host port)
     root = await mkdtemp(join(tmpdir(), 'vh-users-'));
     await materialiseProfile(await loadBuiltinProfile('server-aspeed-l40s-vfio'), root);
     await addProcess(root, 777, 'qemu-kvm', '/dev/vfio/31');
-    const sut = new HandoffEngine({ host: new NodeHost({ root }), store: new MemoryStateStore(), clock: realClock, logger: silentLogger, scanDeviceUsers: true });
+    // As if vfio-handoff had prepared the group: release gives back only what prepare took.
+    const store = new MemoryStateStore();
+    store.records.set(31, { group: 31, gpus: ['0000:18:00.0' as PciAddress], originalDrivers: { '0000:18:00.0': 'nvidia' }, originalOverrides: { '0000:18:00.0': null }, framebuffers: [], vtconsoles: [] });
+    const sut = new HandoffEngine({ host: new NodeHost({ root }), store, clock: realClock, logger: silentLogger, scanDeviceUsers: true });
     const sel = { all: false as const, selectors: [{ kind: 'address' as const, address: '0000:18:00.0' as PciAddress }] };
     await expect(sut.release(sel)).rejects.toBeInstanceOf(InUseError);
     await expect(sut.release(sel)).rejects.toThrow(/\/dev\/vfio\/31 is open by pid 777 \(qemu-kvm\)/);

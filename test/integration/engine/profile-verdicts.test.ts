@@ -49,10 +49,22 @@ const EXPECTED: Record<string, Row[]> = {
   'mi300x-sriov': [
     ['0000:05:00.0', 'preparable', []],
     ['0000:85:00.0', 'blocked', ['SRIOV_VFS_ENABLED']],
+    ['0000:85:02.0', 'ready', [], 'gpu'],
     ['0000:c4:00.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED']],
   ],
   'apu-0380-simpledrm-vfio': [['0000:c3:00.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED'], 'gpu']],
   'qemu-bochs-display': [['0000:00:02.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED'], 'gpu']],
+  'apu-laptop-shared-group': [
+    ['0000:04:00.0', 'blocked', ['FOREIGN_DEVICE', 'FOREIGN_DEVICE', 'FOREIGN_DEVICE', 'FOREIGN_DEVICE', 'FOREIGN_DEVICE', 'BOOT_GPU_NOT_PERMITTED'], 'bridge bridge gpu companion foreign foreign foreign foreign foreign'],
+  ],
+  't400-bound-by-other-tool': [['0000:86:00.0', 'preparable', [], 'gpu companion']],
+  'grace-domain-0009-no-group': [['0009:01:00.0', 'blocked', ['NO_IOMMU_GROUP']]],
+  'rpi5-no-iommu': [['0001:01:00.0', 'blocked', ['IOMMU_OFF']]],
+  'intel-igpu-sriov-vfs': [
+    ['0000:00:02.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED', 'SRIOV_VFS_ENABLED'], 'gpu'],
+    ['0000:00:02.1', 'ready', [], 'gpu'],
+    ...['2', '3', '4', '5', '6', '7'].map((f): Row => [`0000:00:02.${f}`, 'preparable', [], 'gpu']),
+  ],
   'qemu-vga-hda': [
     ['0000:00:02.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED'], 'gpu companion'],
     ['0000:00:03.0', 'preparable', [], 'gpu'],

@@ -81,10 +81,11 @@ describe.each(names)('discovery of built-in profile %s', (name) => {
     expect(sim.kernel.release).toBe(profile.kernelRelease);
   });
 
-  it('finds exactly the GPUs (not VFs), sorts groups numerically, and keeps companions inside the slot', async () => {
+  it('finds exactly the GPUs (SR-IOV VFs included, each with its physfn), sorts groups numerically, and keeps companions inside the slot', async () => {
     const { profile, sim } = await snapshots(name);
+    for (const g of sim.gpus) expect(g.fn.physfn).toBe(profile.devices.find((d) => d.address === g.fn.address)!.physfn);
     const expected = profile.devices
-      .filter((d) => gpuKindOf(parseInt(d.class, 16), d.vendor.toLowerCase()) !== undefined && d.physfn === undefined)
+      .filter((d) => gpuKindOf(parseInt(d.class, 16), d.vendor.toLowerCase()) !== undefined)
       .map((d) => parsePciAddress(d.address))
       .sort();
     expect(sim.gpus.map((g) => g.fn.address)).toEqual(expected);
