@@ -192,3 +192,28 @@ describe('the VFIO IOMMU backend', () => {
     expect(snap.vfioIommuType1).toEqual({ loaded: false, loadable: false });
   });
 });
+
+describe('BAR claims by the GPU\'s own driver (e2e: bochs-drm holds c0000000-c0ffffff inside BAR0 of 00:02.0)', () => {
+  async function assessWithClaim(name: string) {
+    const { assessGpu } = await import('../../../src/handoff/verdict.js');
+    const kernel = new SimulatedKernel(await loadBuiltinProfile('qemu-vga-hda'));
+    await kernel.loadModule('bochs');
+    const snap = await discoverHost(kernel);
+    const gpu = snap.gpus.find((g) => g.fn.address === GPU)!;
+    expect(gpu.fn.driver).toBe('bochs-drm');
+    const claim = { address: GPU, bar: 0, name, start: 0xc0000000n, end: 0xc0ffffffn, firmwareFramebuffer: false };
+    return assessGpu({ ...snap, barClaims: [claim] }, gpu, { allowBootGpu: true });
+  }
+
+  it('a claim under the bound driver\'s name is released by the planned unbind: preparable', async () => {
+    const a = await assessWithClaim('bochs-drm');
+    expect(a.reasons.map((r) => r.code)).not.toContain('BAR_CLAIMED');
+    expect(a.verdict).toBe('preparable');
+  });
+
+  it('a claim by anything else still blocks (BAR_CLAIMED)', async () => {
+    const a = await assessWithClaim('some-other-driver');
+    expect(a.reasons.map((r) => r.code)).toContain('BAR_CLAIMED');
+    expect(a.verdict).toBe('blocked');
+  });
+});
