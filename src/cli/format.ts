@@ -1,6 +1,7 @@
 import type { GroupOutcome, StepEvent } from '../handoff/executor.js';
 import type { HandoffReport, InspectReport } from '../handoff/engine.js';
 import { formatClass } from '../handoff/group.js';
+import { vfioIommuBackendAvailable } from '../host/model.js';
 import { planSteps, type Plan } from '../handoff/plan.js';
 import { describeStep, stepTarget } from '../handoff/steps.js';
 import type { Assessment } from '../handoff/verdict.js';
@@ -15,6 +16,7 @@ export function inspectJson(report: InspectReport): object {
       iommuEnabled: s.iommuEnabled,
       vfioPci: s.vfioPci,
       iommufd: s.iommufd,
+      vfioIommuBackend: { available: vfioIommuBackendAvailable(s), type1: s.vfioIommuType1, iommufd: s.iommufd },
       vfioGroupNodes: s.vfioGroupNodes,
       framebuffers: s.framebuffers.map((f) => ({
         device: f.device,
@@ -110,6 +112,7 @@ export function inspectText(report: InspectReport): string {
   const lines: string[] = [];
   lines.push(
     `kernel ${s.kernel.release ?? '?'} · IOMMU ${s.iommuEnabled ? 'on' : 'OFF'} · vfio-pci ${s.vfioPci.loaded ? 'loaded' : s.vfioPci.loadable ? 'loadable' : 'MISSING'}` +
+      ` · VFIO IOMMU backend ${iommuBackendText(s)}` +
       (s.framebuffers.length ? ` · framebuffers ${s.framebuffers.map((f) => `${f.device}(${f.claim ?? f.driver ?? 'unbound'})`).join(', ')}` : ''),
   );
   for (const u of s.unreadable ?? []) lines.push(`! ${u.address} is unreadable and was left out: ${u.error}`);
@@ -215,4 +218,10 @@ function table(header: string[], rows: string[][]): string[] {
 
 function hex(v: bigint): string {
   return `0x${v.toString(16)}`;
+}
+
+function iommuBackendText(s: InspectReport['snapshot']): string {
+  const loaded = [s.vfioIommuType1.loaded ? 'type1' : '', s.iommufd ? 'iommufd' : ''].filter((b) => b !== '');
+  if (loaded.length > 0) return loaded.join('+');
+  return s.vfioIommuType1.loadable ? 'none (vfio_iommu_type1 loadable)' : 'MISSING';
 }

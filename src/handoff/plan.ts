@@ -1,5 +1,6 @@
 import type { PciAddress } from '../core/pci-address.js';
-import type { Framebuffer, Gpu, HostSnapshot } from '../host/model.js';
+import { vfioIommuBackendAvailable, type Framebuffer, type Gpu, type HostSnapshot } from '../host/model.js';
+import { VFIO_IOMMU_TYPE1 } from '../sysfs/paths.js';
 import { cardMembers, endpoints, VFIO_DRIVER } from './group.js';
 import type { Step } from './steps.js';
 import type { Assessment } from './verdict.js';
@@ -60,6 +61,11 @@ export function planPrepare(snapshot: HostSnapshot, assessments: readonly Assess
   const preamble: Step[] = [];
   if (!snapshot.vfioPci.loaded && assessments.some((a) => a.verdict === 'preparable')) {
     preamble.push({ kind: 'load-module', module: VFIO_DRIVER });
+  }
+  // A group on vfio-pci is of no use to a VMM without an IOMMU backend; only modprobe's handling of vfio's
+  // `softdep post:` pulls vfio_iommu_type1 in, so a vfio-pci loaded any other way (insmod, initramfs) lacks it.
+  if (!vfioIommuBackendAvailable(snapshot) && assessments.some((a) => a.verdict === 'preparable' || a.verdict === 'ready')) {
+    preamble.push({ kind: 'load-module', module: VFIO_IOMMU_TYPE1 });
   }
   const groups: GroupPlan[] = [];
   for (const [group, list] of byGroup(assessments)) {

@@ -9,6 +9,7 @@ import {
   PCI_DRIVERS_PROBE,
   platformDevice,
   platformDriverFile,
+  sysModule,
   vfioGroupNode,
   vtconsoleFile,
 } from '../sysfs/paths.js';
@@ -48,9 +49,9 @@ export class StepRunner {
     this.target = stepTarget(step);
     switch (step.kind) {
       case 'load-module': {
-        if (await this.driverLoaded(step.module)) return { outcome: 'skipped' };
-        await this.guard(`loading kernel module ${step.module}`, (s) => this.deps.host.loadModule(step.module, { signal: s }), signal);
-        await this.until(() => this.driverLoaded(step.module), `driver ${step.module} did not appear after loading the module`);
+        if (await this.moduleReady(step.module)) return { outcome: 'skipped' };
+        await this.guard(`load module ${step.module}`, (s) => this.deps.host.loadModule(step.module, { signal: s }), signal);
+        await this.until(() => this.moduleReady(step.module), `module ${step.module} did not appear after loading it`);
         return { outcome: 'done' };
       }
       case 'unbind-vtconsole': {
@@ -226,6 +227,11 @@ export class StepRunner {
   private async override(address: PciAddress): Promise<string | undefined> {
     const v = (await this.deps.host.readText(pciAttribute(address, 'driver_override')))?.trim();
     return v === undefined || v === '' || v === '(null)' ? undefined : v;
+  }
+
+  /** vfio-pci counts once its PCI driver is registered (what binding needs); any other module once it is in /sys/module. */
+  private async moduleReady(name: string): Promise<boolean> {
+    return name === VFIO_DRIVER ? this.driverLoaded(name) : this.deps.host.exists(sysModule(name));
   }
 
   private async driverLoaded(name: string): Promise<boolean> {

@@ -43,7 +43,7 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
   const logger = opts.logger ?? silentLogger;
   const full = opts.detail === 'full';
 
-  const [deviceNames, groupNames, platformNames, vtNames, osrelease, vfioLoaded, iommufd, devVfio, iommuDevices] = await Promise.all([
+  const [deviceNames, groupNames, platformNames, vtNames, osrelease, vfioLoaded, iommufd, devVfio, iommuDevices, type1Loaded] = await Promise.all([
     reader.list(P.PCI_DEVICES),
     reader.list(P.IOMMU_GROUPS),
     reader.list(P.PLATFORM_DEVICES),
@@ -53,6 +53,7 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
     reader.exists(P.DEV_IOMMU),
     reader.list(P.DEV_VFIO),
     reader.list(P.IOMMU_CLASS),
+    reader.exists(P.sysModule(P.VFIO_IOMMU_TYPE1)),
   ]);
   const kernel = parseKernelRelease(osrelease);
   // With the IOMMU off /sys/class/iommu is empty: the CPU tells Intel, AMD and arm64 apart.
@@ -63,14 +64,14 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
   const groupIds = groupNames.filter((n) => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b);
   const fbNames = platformNames.filter((n) => framebufferTypeOf(n) !== undefined).sort();
 
-  const [basics, groups, fbLinks, iomem, vtconsoles, vfioLoadable] = await Promise.all([
+  const [basics, groups, fbLinks, iomem, vtconsoles, [vfioLoadable = false, type1Loadable = false]] = await Promise.all([
     Promise.all(addresses.map((a) => readBasic(reader, a, logger).catch((err: unknown) => unreadableDevice(a, err, unreadable, logger)))),
     Promise.all(groupIds.map(async (id): Promise<IommuGroup> => ({ id, members: uniqueAddresses(await reader.list(P.iommuGroupDevices(id))) }))),
     Promise.all(fbNames.map(async (name) => ({ name, ...(await readFramebufferLinks(reader, name)) }))),
     // Always read: besides framebuffer ownership it tells whether anything claims a GPU's BARs.
     reader.readText(P.PROC_IOMEM).then((t) => parseIomem(t ?? '')),
     Promise.all(vtNames.filter(isSafeComponent).map((n) => readVtConsole(reader, n))),
-    vfioLoaded ? Promise.resolve(true) : moduleAvailable(reader, kernel.release, 'vfio-pci'),
+    modulesAvailable(reader, kernel.release, [vfioLoaded ? undefined : 'vfio-pci', type1Loaded ? undefined : P.VFIO_IOMMU_TYPE1]),
   ]);
 
   const groupOf = new Map<PciAddress, number>();
@@ -143,6 +144,7 @@ export async function discoverHost(reader: HostReader, opts: DiscoverOptions = {
     iommuEnabled: groupIds.length > 0,
     vfioPci: { loaded: vfioLoaded, loadable: vfioLoadable },
     iommufd,
+    vfioIommuType1: { loaded: type1Loaded, loadable: type1Loadable },
     vfioGroupNodes: devVfio.filter((n) => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b),
     functions,
     groups,
@@ -338,16 +340,18 @@ async function readVtConsole(reader: HostReader, name: string): Promise<VtConsol
 }
 
 /**
- * Whether a module can be loaded for the running kernel: `modules.dep` (what modprobe consults) or
- * `modules.builtin` lists it.
+ * Per module: whether it can be loaded for the running kernel (`modules.dep`, what modprobe consults, or
+ * `modules.builtin` lists it). `undefined` entries are modules known to be loaded already: `true`, and
+ * the index is read only when some module is not.
  */
-async function moduleAvailable(reader: HostReader, release: string | undefined, module: string): Promise<boolean> {
-  if (release === undefined || !isSafeComponent(release)) return false;
+async function modulesAvailable(reader: HostReader, release: string | undefined, modules: readonly (string | undefined)[]): Promise<boolean[]> {
+  if (modules.every((m) => m === undefined)) return modules.map(() => true);
+  if (release === undefined || !isSafeComponent(release)) return modules.map((m) => m === undefined);
   const [dep, builtin] = await Promise.all([
     reader.readText(P.modulesDep(release)),
     reader.readText(P.modulesBuiltin(release)),
   ]);
-  return P.isModuleListed(dep ?? '', module) || P.isModuleListed(builtin ?? '', module);
+  return modules.map((m) => m === undefined || P.isModuleListed(dep ?? '', m) || P.isModuleListed(builtin ?? '', m));
 }
 
 function isSafeComponent(name: string): boolean {

@@ -103,6 +103,8 @@ export interface HostSnapshot {
   readonly iommuEnabled: boolean;
   readonly vfioPci: { readonly loaded: boolean; readonly loadable: boolean };
   readonly iommufd: boolean; // /dev/iommu present
+  /** `vfio_iommu_type1`: loaded (`/sys/module/vfio_iommu_type1`) / loadable (modules.dep or modules.builtin). */
+  readonly vfioIommuType1: { readonly loaded: boolean; readonly loadable: boolean };
   readonly vfioGroupNodes: readonly number[]; // /dev/vfio/<N> present, sorted numerically
   readonly functions: readonly PciFunction[]; // every PCI function, sorted by address
   readonly groups: readonly IommuGroup[]; // sorted numerically
@@ -120,4 +122,12 @@ export interface HostSnapshot {
   readonly platform?: IommuPlatform;
   /** PCI devices whose sysfs directory could not be read (e.g. a symlink loop): left out, not fatal. */
   readonly unreadable?: readonly { readonly address: PciAddress; readonly error: string }[];
+}
+
+/**
+ * Whether a VMM can attach a VFIO group to an IOMMU now: the type1 backend is loaded, or iommufd is
+ * (`/dev/iommu`; QEMU then uses the iommufd cdev path). Without either, `VFIO_SET_IOMMU` fails.
+ */
+export function vfioIommuBackendAvailable(s: Pick<HostSnapshot, 'iommufd' | 'vfioIommuType1'>): boolean {
+  return s.vfioIommuType1.loaded || s.iommufd;
 }

@@ -27,7 +27,7 @@ describe('profile loader', () => {
       expect.arrayContaining([
         'server-aspeed-4xh100', 'server-aspeed-l40s-vfio', 'workstation-efifb', 'workstation-simpledrm', 'workstation-efifb-6.1',
         'turing-usb-ucsi', 'foreign-usb-in-group', 'iommu-off', 'arm64-domain-0004', 'numa-unknown', 'intel-arc-separate-groups',
-        'mi300x-sriov', 'hgx-nvswitch', 'bench-16gpu', 'qemu-vga-hda',
+        'mi300x-sriov', 'hgx-nvswitch', 'bench-16gpu', 'qemu-vga-hda', 'qemu-bochs-display',
       ]),
     );
     for (const n of names) {

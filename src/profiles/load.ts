@@ -31,6 +31,7 @@ export const HOST_PROFILE_SCHEMA = {
     loadedDrivers: { type: 'array', items: { type: 'string', pattern: NAME } },
     availableModules: { type: 'array', items: { type: 'string', pattern: NAME } },
     iommufd: { type: 'boolean' },
+    loadedModules: { type: 'array', items: { type: 'string', pattern: NAME } },
     devices: {
       type: 'array',
       items: {

@@ -21,6 +21,12 @@ export interface HostProfile {
   readonly availableModules?: readonly string[];
   /** `/dev/iommu` present (iommufd); vfio-bound devices then also get `vfio-dev/vfioN`. Default false. */
   readonly iommufd?: boolean;
+  /**
+   * Modules that register no PCI driver but are loaded at start (`/sys/module/<name>`), e.g. `vfio_iommu_type1`.
+   * Default: `vfio_iommu_type1` when `vfio-pci` is in loadedDrivers (vfio's `softdep post:` pulled it in on a
+   * host that loaded vfio-pci through modprobe); give `[]` for a host that has vfio-pci without it.
+   */
+  readonly loadedModules?: readonly string[];
   readonly devices: readonly ProfileDevice[];
   readonly framebuffers?: readonly ProfileFramebuffer[];
   /** Default: vtcon0 `(S) dummy device` unbound + vtcon1 `(M) frame buffer device` bound when a framebuffer driver is bound. */

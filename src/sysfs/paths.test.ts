@@ -18,6 +18,7 @@ const nameBuilders: [string, (name: string) => string][] = [
   ['vtconsoleFile', (n) => P.vtconsoleFile(n, 'bind')],
   ['modulesDep', (n) => P.modulesDep(n)],
   ['modulesBuiltin', (n) => P.modulesBuiltin(n)],
+  ['sysModule', (n) => P.sysModule(n)],
 ];
 
 /** The properties run hundreds of cases: on a busy machine they outlast vitest's 5 s default, so they say how long they may take. */

@@ -89,6 +89,17 @@ export const DEV_VFIO = 'dev/vfio';
 export const VFIO_CONTAINER = 'dev/vfio/vfio';
 export const VFIO_DEVICES = 'dev/vfio/devices';
 export const DEV_IOMMU = 'dev/iommu';
+/**
+ * The VFIO IOMMU backend of the legacy container API (`VFIO_SET_IOMMU` with TYPE1v2). vfio.ko names it only
+ * as a `softdep post:`, so a host that loads vfio without modprobe's softdep handling (or a guest without
+ * udev) can have vfio-pci without it, and every VMM then fails at `VFIO_SET_IOMMU` (research/kernel-e2e.md).
+ */
+export const VFIO_IOMMU_TYPE1 = 'vfio_iommu_type1';
+
+/** `/sys/module/<name>`: present while a module is loaded (and for built-ins that have parameters). */
+export function sysModule(name: string): string {
+  return `sys/module/${safeComponent(normaliseModuleName(name), 'module name')}`;
+}
 export const PROC_IOMEM = 'proc/iomem';
 export const OSRELEASE = 'proc/sys/kernel/osrelease';
 /** Where pci.ids lives on Debian/Ubuntu and on Fedora/RHEL, in lookup order. */

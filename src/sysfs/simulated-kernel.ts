@@ -76,6 +76,8 @@ export interface SimulatedKernelState {
   readonly iommu: boolean;
   readonly iommufd: boolean;
   readonly loadedDrivers: readonly string[];
+  /** Loaded modules that register no PCI driver, e.g. `vfio_iommu_type1`. */
+  readonly loadedModules: readonly string[];
   readonly devices: readonly SimulatedDeviceState[];
   readonly framebuffers: readonly {
     readonly device: string;
@@ -170,6 +172,9 @@ const MODULE_DRIVERS: Record<string, string> = {
   xhci_pci: 'xhci_hcd',
   virtio_pci: 'virtio-pci',
 };
+/** Modules that register no PCI driver; loading one only adds `/sys/module/<name>`. */
+const VFIO_IOMMU_TYPE1 = 'vfio_iommu_type1';
+const NON_DRIVER_MODULES = new Set([VFIO_IOMMU_TYPE1, 'iommufd']);
 const RESET_METHODS = new Set(['device_specific', 'acpi', 'flr', 'af_flr', 'pm', 'bus', 'cxl_bus']);
 
 // `resource` file flags (include/linux/ioport.h + the BAR's low bits, as pci-sysfs prints them).
@@ -212,6 +217,14 @@ function matches(rule: Rule, path: string): boolean {
   return typeof rule.path === 'string' ? rule.path === path : rule.path.test(path);
 }
 
+/** Where `modules.dep` lists a module (only the base name matters to readers). */
+function moduleDir(m: string): string {
+  const n = normaliseModule(m);
+  if (n === 'vfio_pci') return 'kernel/drivers/vfio/pci';
+  if (n === VFIO_IOMMU_TYPE1) return 'kernel/drivers/vfio';
+  return 'kernel/drivers/misc';
+}
+
 function normaliseModule(name: string): string {
   return P.normaliseModuleName(name);
 }
@@ -230,6 +243,8 @@ export class SimulatedKernel implements HostPort {
   private readonly iommuDevices: string[];
   private readonly cpu: HostProfile['cpu'];
   private readonly drivers = new Set<string>();
+  /** Loaded modules that register no PCI driver (normalised names), e.g. `vfio_iommu_type1`. */
+  private readonly modules = new Set<string>();
   private readonly platformDrivers = new Set<string>(PLATFORM_FB_DRIVERS);
   private readonly devices = new Map<PciAddress, Dev>();
   private readonly fbs = new Map<string, Fb>();
@@ -256,6 +271,11 @@ export class SimulatedKernel implements HostPort {
     this.iommuDevices = [...(profile.iommuDevices ?? [])];
     this.cpu = profile.cpu;
     for (const d of profile.loadedDrivers) this.drivers.add(d);
+    // vfio_iommu_type1 ships with vfio-pci; a host that loaded vfio-pci through modprobe has it too (softdep).
+    if (this.availableModules.some((m) => normaliseModule(m) === 'vfio_pci') && !this.availableModules.some((m) => normaliseModule(m) === VFIO_IOMMU_TYPE1)) {
+      this.availableModules.push(VFIO_IOMMU_TYPE1);
+    }
+    for (const m of profile.loadedModules ?? (this.drivers.has(VFIO_PCI) ? [VFIO_IOMMU_TYPE1] : [])) this.modules.add(normaliseModule(m));
     for (const pd of profile.devices) this.insertDevice(pd);
     for (const f of profile.framebuffers ?? []) {
       const type = f.device.replace(/\.[0-9]+$/, '');
@@ -413,6 +433,17 @@ export class SimulatedKernel implements HostPort {
       throw new HostWriteError(`modprobe:${name}`, name, fault.errno);
     }
     const want = normaliseModule(name);
+    if (NON_DRIVER_MODULES.has(want)) {
+      if (!this.modules.has(want) && !this.availableModules.some((m) => normaliseModule(m) === want)) {
+        entry.outcome = 'error';
+        entry.errno = 'ENOENT';
+        throw new HostWriteError(`modprobe:${name}`, name, 'ENOENT');
+      }
+      this.modules.add(want);
+      entry.outcome = 'ok';
+      this.afterChange();
+      return;
+    }
     const driver = MODULE_DRIVERS[want] ?? want;
     if (this.drivers.has(driver)) {
       entry.outcome = 'ok'; // modprobe of a loaded module succeeds and does nothing
@@ -423,6 +454,8 @@ export class SimulatedKernel implements HostPort {
       entry.errno = 'ENOENT';
       throw new HostWriteError(`modprobe:${name}`, name, 'ENOENT');
     }
+    // modprobe honours vfio.ko's `softdep post: vfio_iommu_type1` (seen on Debian 6.1 and 6.12 in the e2e guests).
+    if (driver === VFIO_PCI && this.availableModules.some((m) => normaliseModule(m) === VFIO_IOMMU_TYPE1)) this.modules.add(VFIO_IOMMU_TYPE1);
     this.registerDriver(driver);
     entry.outcome = 'ok';
   }
@@ -519,6 +552,7 @@ export class SimulatedKernel implements HostPort {
       iommu: this.iommu,
       iommufd: this.iommufd,
       loadedDrivers: [...this.drivers].sort(),
+      loadedModules: [...this.modules].sort(),
       devices: devices.map((d) => ({
         address: d.address,
         class: hex(d.classCode, 6),
@@ -972,6 +1006,8 @@ export class SimulatedKernel implements HostPort {
       for (const g of vfioGroups) t.file(P.vfioGroupNode(g), '');
     }
     if (this.iommufd) t.file(P.DEV_IOMMU, '');
+    for (const m of this.modules) t.file(`${P.sysModule(m)}/initstate`, 'live\n');
+    if (this.drivers.has(VFIO_PCI)) t.file(`${P.sysModule('vfio_pci')}/initstate`, 'live\n');
     t.file(P.PROC_IOMEM, this.renderIomem());
     t.file(P.OSRELEASE, `${this.release}\n`);
     if (this.cpu) {
@@ -980,7 +1016,7 @@ export class SimulatedKernel implements HostPort {
     }
     t.file(
       P.modulesDep(this.release),
-      this.availableModules.map((m) => `${m === VFIO_PCI || normaliseModule(m) === 'vfio_pci' ? 'kernel/drivers/vfio/pci' : 'kernel/drivers/misc'}/${m}.ko:\n`).join(''),
+      this.availableModules.map((m) => `${moduleDir(m)}/${m}.ko:\n`).join(''),
     );
     return t;
   }

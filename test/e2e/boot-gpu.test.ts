@@ -5,9 +5,9 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { BOOT_AUDIO, BOOT_GPU, bindingState, codes, consoleState, fbconBound, handoffResult, inspectGpu, journalPresent } from './harness/expect-facts.js';
+import { BOOT_AUDIO, BOOT_GPU, bindingState, codes, consoleState, expectEveryBarMaps, fbconBound, handoffResult, inspectGpu, journalPresent } from './harness/expect-facts.js';
 import { LAYOUTS } from './harness/qemu.js';
-import { cliOf, driversOf, factsOf, groupMembers, step, type GuestReport } from './harness/report.js';
+import { cliOf, driversOf, factsOf, groupMembers, groupNumber, vfioCheckOf, type GuestReport } from './harness/report.js';
 import { kernelSuite, runScenario } from './harness/suite.js';
 
 kernelSuite('a. boot GPU under efifb', (series) => {
@@ -19,7 +19,7 @@ kernelSuite('a. boot GPU under efifb', (series) => {
     const run = await runScenario(series, LAYOUTS.bootGpu, 'bootGpu');
     report = run.report;
     release = run.kernel.release;
-    group = factsOf(report, 'initial').pci[BOOT_GPU]?.iommuGroup ?? '';
+    group = groupNumber(factsOf(report, 'initial'), BOOT_GPU);
   });
 
   it('booted the requested stock kernel and ran the whole scenario with the host Node', () => {
@@ -98,12 +98,19 @@ kernelSuite('a. boot GPU under efifb', (series) => {
       expect(journalPresent(factsOf(report, 'prepare'))).toBe(false);
     });
 
-    it('hands a group a VMM can use: container, viable group, TYPE1v2, device fd', () => {
-      const check = step(report, 'vfio-check').data as { ok: boolean; viable: boolean; regions: number; error?: string };
-      expect(check.error).toBeUndefined();
-      expect(check.viable).toBe(true);
-      expect(check.ok).toBe(true);
-      expect(check.regions).toBeGreaterThanOrEqual(9); // 6 BARs + ROM + config + VGA legacy
+    it('hands a group a VMM can use: container, viable group, TYPE1v2, a device fd per function, every BAR read and mapped', () => {
+      const check = vfioCheckOf(report, 'vfio-check');
+      expectEveryBarMaps(check, [BOOT_GPU, BOOT_AUDIO]);
+      const gpu = check.devices[0]!;
+      expect(gpu.regions).toBeGreaterThanOrEqual(9); // 6 BARs + ROM + config + VGA legacy
+      expect(gpu.vga).toBe(true);
+      expect(gpu.regionSizes?.['8']).toBe(0xc0000); // the legacy VGA region, offered on VGA-class devices only
+      expect(gpu.bars?.find((b) => b.index === 0)?.size).toBe(16 << 20); // BAR0: the framebuffer efifb lived in
+    });
+
+    it('the modprobe of vfio-pci also brought the IOMMU backend (vfio softdep post: vfio_iommu_type1)', () => {
+      expect(factsOf(report, 'initial').modules).toEqual({ vfio_pci: false, vfio_iommu_type1: false, iommufd: false });
+      expect(factsOf(report, 'prepare').modules).toEqual({ vfio_pci: true, vfio_iommu_type1: true, iommufd: false });
     });
 
     it('reports ready afterwards, and a second prepare is a no-op', () => {

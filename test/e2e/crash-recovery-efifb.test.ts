@@ -6,9 +6,9 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { BOOT_AUDIO, BOOT_GPU, fbconBound, handoffResult, journalPresent } from './harness/expect-facts.js';
+import { BOOT_AUDIO, BOOT_GPU, expectEveryBarMaps, fbconBound, handoffResult, journalPresent } from './harness/expect-facts.js';
 import { LAYOUTS } from './harness/qemu.js';
-import { cliOf, driversOf, factsOf, type GuestReport } from './harness/report.js';
+import { cliOf, driversOf, factsOf, groupNumber, vfioCheckOf, type GuestReport } from './harness/report.js';
 import { kernelSuite, runScenario } from './harness/suite.js';
 
 const CRASH_STEPS = [
@@ -23,7 +23,7 @@ kernelSuite("e'. SIGKILL during the console/framebuffer steps", (series) => {
 
     beforeAll(async () => {
       report = (await runScenario(series, LAYOUTS.bootGpu, 'crashRecoveryEfifb', { k: String(k) })).report;
-      group = factsOf(report, 'initial').pci[BOOT_GPU]?.iommuGroup ?? '';
+      group = groupNumber(factsOf(report, 'initial'), BOOT_GPU);
     });
 
     it('was killed by the hook with a journal left behind', () => {
@@ -52,6 +52,7 @@ kernelSuite("e'. SIGKILL during the console/framebuffer steps", (series) => {
         expect(drivers[BOOT_AUDIO]).toBe('vfio-pci');
         expect(after.devVfio).toContain(group);
         expect(handoffResult(rerun.json, BOOT_GPU).outcome).not.toBe('failed');
+        expectEveryBarMaps(vfioCheckOf(report, 'vfio-check'), [BOOT_GPU, BOOT_AUDIO]);
       } else {
         // Rolled back: nothing on vfio-pci, and the console is whole again (efifb bound, fbcon on it).
         expect(drivers).toEqual({ [BOOT_GPU]: null, [BOOT_AUDIO]: null });

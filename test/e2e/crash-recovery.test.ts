@@ -6,9 +6,9 @@
  */
 import { beforeAll, expect, it } from 'vitest';
 
-import { BOOT_AUDIO, BOOT_GPU, journalPresent } from './harness/expect-facts.js';
+import { BOOT_AUDIO, BOOT_GPU, expectEveryBarMaps, journalPresent } from './harness/expect-facts.js';
 import { LAYOUTS } from './harness/qemu.js';
-import { cliOf, driversOf, factsOf, step, type GuestReport } from './harness/report.js';
+import { cliOf, driversOf, factsOf, groupNumber, step, vfioCheckOf, type GuestReport } from './harness/report.js';
 import { kernelSuite, runScenario } from './harness/suite.js';
 
 const NATIVE = { [BOOT_GPU]: 'bochs-drm', [BOOT_AUDIO]: 'snd_hda_intel' };
@@ -23,7 +23,7 @@ kernelSuite('e. SIGKILL after each prepare step', (series) => {
 
   beforeAll(async () => {
     report = (await runScenario(series, LAYOUTS.bootGpu, 'crashRecovery', undefined, { timeoutMs: CRASH_BOOT_MS })).report;
-    group = factsOf(report, 'initial').pci[BOOT_GPU]?.iommuGroup ?? '';
+    group = groupNumber(factsOf(report, 'initial'), BOOT_GPU);
     crashed = report.steps
       .filter((s) => /^k\d+:crash$/.test(s.name) && s.cli?.signal === 'SIGKILL')
       .map((s) => Number(/^k(\d+)/.exec(s.name)?.[1]));
@@ -37,6 +37,7 @@ kernelSuite('e. SIGKILL after each prepare step', (series) => {
     expect(crashed.length).toBeGreaterThanOrEqual(4); // at least override/unbind/probe of one function + verify
     const finalRun = cliOf(report, `k${last.k}:crash`);
     expect(finalRun.exitCode, finalRun.stderr).toBe(0);
+    expectEveryBarMaps(vfioCheckOf(report, `k${last.k}:vfio-check`), [BOOT_GPU, BOOT_AUDIO]);
   });
 
   it('left a journal behind at every crash (the step was journaled before the kill)', () => {
@@ -52,8 +53,13 @@ kernelSuite('e. SIGKILL after each prepare step', (series) => {
       const converged = JSON.stringify(drivers) === JSON.stringify(ON_VFIO);
       const rolledBack = JSON.stringify(drivers) === JSON.stringify(NATIVE);
       expect(converged || rolledBack, `k=${k}: ${JSON.stringify(drivers)}`).toBe(true);
-      if (converged) expect(after.devVfio, `k=${k}`).toContain(group);
-      else expect(after.devVfio, `k=${k}`).not.toContain(group);
+      if (converged) {
+        expect(after.devVfio, `k=${k}`).toContain(group);
+        // Converged means a VMM can use it: every BAR of both functions reads and maps.
+        expectEveryBarMaps(vfioCheckOf(report, `k${k}:vfio-check`), [BOOT_GPU, BOOT_AUDIO]);
+      } else {
+        expect(after.devVfio, `k=${k}`).not.toContain(group);
+      }
       expect(journalPresent(after), `k=${k}`).toBe(false);
     }
   });

@@ -7,7 +7,7 @@ import { beforeAll, expect, it } from 'vitest';
 
 import { bindingState, codes, consoleState, inspectGpu, journalPresent } from './harness/expect-facts.js';
 import { LAYOUTS } from './harness/qemu.js';
-import { cliOf, factsOf, groupMembers, step, type GuestReport } from './harness/report.js';
+import { cliOf, factsOf, groupMembers, groupNumber, step, vfioCheckOf, type GuestReport } from './harness/report.js';
 import { kernelSuite, runScenario } from './harness/suite.js';
 
 const BRIDGE = '0000:00:07.0';
@@ -51,5 +51,14 @@ kernelSuite('d. GPU sharing its group with a foreign device', (series) => {
     expect(consoleState(after)).toEqual(consoleState(before));
     expect(after.devVfio).toEqual(before.devVfio);
     expect(journalPresent(after)).toBe(false);
+  });
+
+  it('leaves a VMM nothing to open: /dev/vfio/<group> does not exist', () => {
+    const group = groupNumber(factsOf(report, 'initial'), GPU);
+    expect(factsOf(report, 'vfio-check').devVfio).not.toContain(group);
+    const check = vfioCheckOf(report, 'vfio-check');
+    expect(check.ok).toBe(false);
+    expect(check.group).toBe(group);
+    expect(check.error).toMatch(/Errno 2\]/); // ENOENT on /dev/vfio/<group>
   });
 });

@@ -59,6 +59,7 @@ export function snapshot(specs: readonly FnSpec[], opts: { iommufd?: boolean; vf
     iommuEnabled: true,
     vfioPci: { loaded: true, loadable: true },
     iommufd: opts.iommufd ?? false,
+    vfioIommuType1: { loaded: true, loadable: true },
     vfioGroupNodes: opts.vfioGroupNodes ?? groupIds,
     functions,
     groups,

@@ -103,8 +103,16 @@ function facts() {
   const groups = {};
   for (const g of ls('/sys/kernel/iommu_groups')) groups[g] = ls(`/sys/kernel/iommu_groups/${g}/devices`);
   const platformFramebuffers = {};
+  const platformFramebufferPaths = {};
   for (const p of ls('/sys/bus/platform/devices')) {
-    if (/framebuffer/.test(p)) platformFramebuffers[p] = linkBase(`/sys/bus/platform/devices/${p}/driver`);
+    if (!/framebuffer/.test(p)) continue;
+    platformFramebuffers[p] = linkBase(`/sys/bus/platform/devices/${p}/driver`);
+    // Where the device sits in /sys/devices: under devices/platform, or under the PCI device sysfb parented it to.
+    try {
+      platformFramebufferPaths[p] = readlinkSync(`/sys/bus/platform/devices/${p}`).replace(/^(\.\.\/)+/, '');
+    } catch {
+      platformFramebufferPaths[p] = null;
+    }
   }
   const vtconsoles = ls('/sys/class/vtconsole').map((entry) => ({
     entry,
@@ -121,11 +129,19 @@ function facts() {
     groups,
     devVfio: ls('/dev/vfio'),
     platformFramebuffers,
+    platformFramebufferPaths,
     procFb: (readOr('/proc/fb', '') ?? '').split('\n').filter((l) => l !== ''),
     vtconsoles,
     iomem,
     dmesg: newDmesg(),
     stateDir: readTree(STATE_DIR),
+    // What a VMM needs besides the group: vfio-pci and an IOMMU backend (type1 or iommufd's /dev/iommu).
+    modules: {
+      vfio_pci: existsSync('/sys/module/vfio_pci'),
+      vfio_iommu_type1: existsSync('/sys/module/vfio_iommu_type1'),
+      iommufd: existsSync('/sys/module/iommufd'),
+    },
+    devIommu: existsSync('/dev/iommu'),
   };
 }
 
@@ -193,17 +209,44 @@ function waitFor(pred, ms = 10_000) {
 const driverOf = (a) => linkBase(`/sys/bus/pci/devices/${a}/driver`);
 const groupOf = (a) => linkBase(`/sys/bus/pci/devices/${a}/iommu_group`);
 
-function vfioCheck(name, group, address) {
-  const r = spawnSync('python3', [join(HERE, 'vfio_check.py'), group, address], { encoding: 'utf8' });
+/**
+ * The VMM check (vfio_check.py) on `address` and every other function of its group that vfio-pci holds: container,
+ * viable group, TYPE1v2, device fd, then a read and an mmap of every memory BAR, as QEMU does.
+ */
+function vfioCheck(name, address) {
+  const group = groupOf(address) ?? '';
+  const members = ls(`/sys/kernel/iommu_groups/${group}/devices`).filter((a) => a === address || driverOf(a) === 'vfio-pci');
+  const devices = members.includes(address) ? members : [address, ...members];
+  const r = spawnSync('python3', [join(HERE, 'vfio_check.py'), group, ...devices], { encoding: 'utf8' });
   let data = null;
   try {
     data = JSON.parse(r.stdout);
   } catch {
     data = { ok: false, parseError: true };
   }
-  log(`vfio_check ${group} ${address} -> ${r.status} ${r.stdout.trim()} ${r.stderr.trim()}`);
-  report.steps.push({ name, data: { ...data, status: r.status, stderr: r.stderr } });
+  log(`vfio_check ${group} ${devices.join(' ')} -> ${r.status} ${r.stdout.trim()} ${r.stderr.trim()}`);
+  // The facts right after the check carry its dmesg (e.g. "BAR 0: can't reserve").
+  report.steps.push({ name, data: { ...data, status: r.status, stderr: r.stderr }, facts: facts() });
   flush();
+}
+
+/** What a user does without our tool: driver_override + drivers_probe, nothing else (no console/framebuffer release). */
+function bindOnly(address) {
+  const d = `/sys/bus/pci/devices/${address}`;
+  const writes = [];
+  const write = (path, value) => {
+    try {
+      writeFileSync(path, value);
+      writes.push({ path, value, ok: true });
+    } catch (e) {
+      writes.push({ path, value, ok: false, code: e.code });
+    }
+  };
+  if (driverOf(address) !== null) write(`${d}/driver/unbind`, address);
+  write(`${d}/driver_override`, 'vfio-pci');
+  write('/sys/bus/pci/drivers_probe', address);
+  log(`bind-only ${address}: ${JSON.stringify(writes)}`);
+  return writes;
 }
 
 const BOOT_GPU = '0000:00:02.0';
@@ -216,7 +259,7 @@ const scenarios = {
     cliStep('inspect-allowed', ['inspect', '--json', '--allow-boot-gpu']);
     cliStep('prepare-not-allowed', ['prepare', BOOT_GPU, '--json']);
     cliStep('prepare', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
-    vfioCheck('vfio-check', groupOf(BOOT_GPU) ?? '', BOOT_GPU);
+    vfioCheck('vfio-check', BOOT_GPU);
     cliStep('inspect-after-prepare', ['inspect', '--json', '--allow-boot-gpu']);
     cliStep('prepare-again', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
     cliStep('release', ['release', BOOT_GPU, '--json']);
@@ -230,7 +273,7 @@ const scenarios = {
     record('initial');
     cliStep('inspect', ['inspect', '--json', '--allow-boot-gpu']);
     cliStep('prepare', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
-    vfioCheck('vfio-check', groupOf(BOOT_GPU) ?? '', BOOT_GPU);
+    vfioCheck('vfio-check', BOOT_GPU);
     cliStep('release', ['release', BOOT_GPU, '--json']);
     waitFor(() => existsSync('/sys/class/vtconsole/vtcon1'), 3000);
     record('settled');
@@ -247,7 +290,7 @@ const scenarios = {
       // The CLI may ask for the boot-GPU permission because, on 6.1, this also takes the boot console.
       cliStep('prepare-allowed', ['prepare', second, '--allow-boot-gpu', '--json']);
     }
-    vfioCheck('vfio-check', groupOf(second) ?? '', second);
+    vfioCheck('vfio-check', second);
     cliStep('release', ['release', second, '--json']);
   },
 
@@ -261,6 +304,8 @@ const scenarios = {
     cliStep('prepare', ['prepare', gpu, '--json']);
     cliStep('prepare-allowed', ['prepare', gpu, '--allow-boot-gpu', '--json']);
     cliStep('prepare-by-id', ['prepare', '1234:1111', '--json']);
+    // Nothing was handed off, so a VMM must not get the group either.
+    vfioCheck('vfio-check', gpu);
   },
 
   // e. SIGKILL after each step k of prepare, then prepare again: converge or roll back, never half-bound.
@@ -276,6 +321,8 @@ const scenarios = {
       });
       const killed = crash.cli.signal === 'SIGKILL';
       if (killed) cliStep(`k${k}:rerun`, ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
+      // Converged (by the rerun, or by the run the hook never stopped): a VMM must be able to use it.
+      if (driverOf(BOOT_GPU) === 'vfio-pci') vfioCheck(`k${k}:vfio-check`, BOOT_GPU);
       cliStep(`k${k}:release`, ['release', BOOT_GPU, '--json']);
       waitFor(() => driverOf(BOOT_GPU) === 'bochs-drm' && driverOf('0000:00:02.1') === 'snd_hda_intel', 3000);
       record(`k${k}:settled`);
@@ -298,12 +345,38 @@ const scenarios = {
       VFIO_HANDOFF_CRASH_AFTER_STEP: k,
     });
     if (crash.cli.signal === 'SIGKILL') cliStep('rerun', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
+    if (driverOf(BOOT_GPU) === 'vfio-pci') vfioCheck('vfio-check', BOOT_GPU);
     cliStep('release', ['release', BOOT_GPU, '--json']);
   },
 
   // f. The boot-VGA handoff on native drivers timed against the bare recipe (same writes, plain sh), in one boot.
   handoffTiming() {
     handoffTiming({ CLI, REPO, OUT, BOOT_GPU, AUDIO: '0000:00:02.1', record, cliStep, modprobe, waitFor, driverOf, report, flush, log, rounds: env.e2e_rounds });
+  },
+
+  // g. A non-VGA boot display (bochs-display, class 0x0380): OVMF's GOP puts efifb inside its BAR0, there is no
+  // boot_vga, and vfio-pci does not remove the firmware framebuffer of a non-VGA device. vfio-pci is loaded but no
+  // IOMMU backend: prepare must load vfio_iommu_type1 itself. After release gives efifb back,
+  // a plain driver_override + drivers_probe (what users do by hand) shows the BAR conflict our release step avoids,
+  // and a prepare on top of that bind repairs it.
+  bochsDisplay() {
+    // vfio-pci without an IOMMU backend: modprobe pulls vfio_iommu_type1 in through vfio's softdep, so remove it
+    // again, as on hosts that load vfio-pci without modprobe's softdep handling (insmod from an initramfs).
+    modprobe('vfio-pci');
+    sh('modprobe', ['-r', 'vfio_iommu_type1']);
+    record('initial', { data: { iomem: readOr('/proc/iomem', '') } });
+    cliStep('inspect', ['inspect', '--json']);
+    cliStep('prepare-not-allowed', ['prepare', BOOT_GPU, '--json']);
+    cliStep('prepare', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
+    vfioCheck('vfio-check', BOOT_GPU);
+    cliStep('inspect-after-prepare', ['inspect', '--json', '--allow-boot-gpu']);
+    cliStep('release', ['release', BOOT_GPU, '--json']);
+    const writes = bindOnly(BOOT_GPU);
+    record('bind-only', { data: { writes } });
+    vfioCheck('vfio-check-bind-only', BOOT_GPU);
+    cliStep('inspect-bind-only', ['inspect', '--json', '--allow-boot-gpu']);
+    cliStep('prepare-over-bind-only', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
+    vfioCheck('vfio-check-repaired', BOOT_GPU);
   },
 };
 

@@ -2,7 +2,9 @@
  * Reusable readings of guest facts, so the scenario tests state the kernel-level claim they make
  * ("the group is on vfio-pci", "nothing was written") in one line each.
  */
-import type { Facts, HandoffJson, InspectJson } from './report.js';
+import { expect } from 'vitest';
+
+import type { Facts, HandoffJson, InspectJson, VfioCheck } from './report.js';
 
 export const BOOT_GPU = '0000:00:02.0';
 export const BOOT_AUDIO = '0000:00:02.1';
@@ -45,4 +47,30 @@ export function handoffResult(json: unknown, address: string): HandoffJson['resu
   const result = (json as HandoffJson | null)?.results?.find((r) => r.address === address);
   if (result === undefined) throw new Error(`handoff output has no result for ${address}: ${JSON.stringify(json)?.slice(0, 2000)}`);
   return result;
+}
+
+/**
+ * What "handed off" means to a VMM: the group attached to a TYPE1v2 container, a device fd for every checked
+ * function, and every one of their BARs read and (where vfio-pci offers it) mmapped through that fd.
+ */
+export function expectEveryBarMaps(check: VfioCheck, devices?: readonly string[]): void {
+  expect(check.error, JSON.stringify(check)).toBeUndefined();
+  expect(check.viable).toBe(true);
+  expect(check.setIommu).toBe(0);
+  if (devices !== undefined) expect(check.devices.map((d) => d.device)).toEqual(devices);
+  expect(check.devices.length).toBeGreaterThan(0);
+  for (const dev of check.devices) {
+    expect(dev.error, dev.device).toBeUndefined();
+    expect(dev.bars?.length ?? 0, `${dev.device} has no BARs`).toBeGreaterThan(0);
+    for (const bar of dev.bars ?? []) {
+      expect({ device: dev.device, bar: bar.index, read: bar.read, mmap: bar.mmap }).toEqual({
+        device: dev.device,
+        bar: bar.index,
+        read: 'ok',
+        mmap: bar.mmappable ? 'ok' : 'not-mmappable',
+      });
+    }
+    expect(dev.ok, dev.device).toBe(true);
+  }
+  expect(check.ok).toBe(true);
 }

@@ -71,6 +71,11 @@ export const LAYOUTS = {
       '-device', 'e1000,bus=pbr,addr=02.0',
     ],
   },
+  /**
+   * Scenario f: a non-VGA display controller alone — `bochs-display` (class 0x038000, 1234:1111, no boot_vga). OVMF
+   * gives it a GOP, so the guest's efifb sits inside its BAR0 (research/kernel-e2e.md, "Non-VGA boot display").
+   */
+  bochsDisplay: { name: 'bochs-display', devices: [...IOMMU, '-device', 'bochs-display,bus=pcie.0,addr=02.0'] },
 } as const satisfies Record<string, MachineLayout>;
 
 // eslint-disable-next-line no-control-regex -- serial output carries ANSI escapes; ESC is the point of this pattern

@@ -38,6 +38,8 @@ export interface Facts {
   readonly devVfio: readonly string[];
   /** `efi-framebuffer.N`, `simple-framebuffer.N`, `vesa-framebuffer.N` platform devices and their drivers. */
   readonly platformFramebuffers: Readonly<Record<string, string | null>>;
+  /** Where each of those sits under `/sys/devices`: `devices/platform/efi-framebuffer.0` or under its PCI parent. */
+  readonly platformFramebufferPaths: Readonly<Record<string, string | null>>;
   /** Lines of `/proc/fb`, e.g. `0 EFI VGA`. */
   readonly procFb: readonly string[];
   readonly vtconsoles: readonly { readonly entry: string; readonly name: string; readonly bind: string }[];
@@ -47,6 +49,44 @@ export interface Facts {
   readonly dmesg: readonly string[];
   /** Files under the CLI's state dir (`/var/lib/vfio-handoff`), path → content (truncated at 64 KiB). */
   readonly stateDir: Readonly<Record<string, string>>;
+  /** Loaded modules (`/sys/module/<name>`) a VMM depends on. */
+  readonly modules: { readonly vfio_pci: boolean; readonly vfio_iommu_type1: boolean; readonly iommufd: boolean };
+  /** `/dev/iommu` (iommufd) present. */
+  readonly devIommu: boolean;
+}
+
+/** One BAR as vfio_check.py touched it through the device fd. */
+export interface BarCheck {
+  readonly index: number;
+  readonly kind: 'mem' | 'io';
+  readonly size: number;
+  readonly mmappable: boolean;
+  /** `ok` or the errno text, e.g. `OSError: [Errno 16] Device or resource busy`. */
+  readonly read: string;
+  readonly mmap: string;
+  readonly ok: boolean;
+}
+
+/** vfio_check.py's output: what a VMM saw when it opened the group and each function. */
+export interface VfioCheck {
+  readonly ok: boolean;
+  readonly group: string;
+  readonly type1v2?: boolean;
+  readonly viable?: boolean;
+  readonly setIommu?: number | string;
+  readonly error?: string;
+  readonly devices: readonly {
+    readonly device: string;
+    readonly vga: boolean;
+    readonly ok: boolean;
+    readonly regions?: number;
+    readonly vgaRegion?: string;
+    readonly regionSizes?: Readonly<Record<string, number>>;
+    readonly regionErrors?: Readonly<Record<string, string>>;
+    readonly bars?: readonly BarCheck[];
+    readonly barsOk?: boolean;
+    readonly error?: string;
+  }[];
 }
 
 export interface Step {
@@ -116,6 +156,22 @@ export function factsOf(report: GuestReport, name: string): Facts {
   const facts = step(report, name).facts;
   if (facts === undefined) throw new Error(`step "${name}" carries no facts`);
   return facts;
+}
+
+export function vfioCheckOf(report: GuestReport, name: string): VfioCheck {
+  const data = step(report, name).data;
+  if (data === undefined) throw new Error(`step "${name}" carries no VMM check`);
+  return data as VfioCheck;
+}
+
+/**
+ * The IOMMU group of `address` in these facts; throws when it has none, so that a later
+ * `expect(devVfio).not.toContain(group)` can never pass vacuously on an empty group name.
+ */
+export function groupNumber(facts: Facts, address: string): string {
+  const g = facts.pci[address]?.iommuGroup;
+  if (g === null || g === undefined || !/^\d+$/.test(g)) throw new Error(`${address} has no IOMMU group in these facts`);
+  return g;
 }
 
 export function cliOf(report: GuestReport, name: string): CliRun {

@@ -97,7 +97,8 @@ describe('workstation whose GPU is the boot VGA under efifb', () => {
     const plan = report.plans.get(gpu.gpu.fn.address)!;
     const steps = [...plan.preamble, ...plan.groups.flatMap((g) => g.steps)].map((s) => s.kind);
     expect(steps).toEqual([
-      'load-module',
+      'load-module', // vfio-pci
+      'load-module', // vfio_iommu_type1: no IOMMU backend is loaded yet
       'unbind-vtconsole',
       'unbind-framebuffer',
       'set-override',

@@ -53,6 +53,7 @@ const EXPECTED: Record<string, Row[]> = {
     ['0000:c4:00.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED']],
   ],
   'apu-0380-simpledrm-vfio': [['0000:c3:00.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED'], 'gpu']],
+  'qemu-bochs-display': [['0000:00:02.0', 'blocked', ['BOOT_GPU_NOT_PERMITTED'], 'gpu']],
   'apu-laptop-shared-group': [
     ['0000:04:00.0', 'blocked', ['FOREIGN_DEVICE', 'FOREIGN_DEVICE', 'FOREIGN_DEVICE', 'FOREIGN_DEVICE', 'FOREIGN_DEVICE', 'BOOT_GPU_NOT_PERMITTED'], 'bridge bridge gpu companion foreign foreign foreign foreign foreign'],
   ],

@@ -178,6 +178,13 @@ const specific: Record<string, (s: HostSnapshot, p: HostProfile) => void> = {
     for (const g of a5000) expect(g).toMatchObject({ isBootGpu: false, companions: [`${slotOf(g.fn.address)}.1`] });
     expect(s.gpus.filter((g) => g.isBootGpu).map((g) => g.fn.vendorId)).toEqual(['1a03']);
   },
+  'qemu-bochs-display': (s) => {
+    // Class 0x0380 has no boot_vga: efifb inside BAR0 is what makes it the boot display.
+    expect(bySnapshot(s, '0000:00:02.0')).toMatchObject({ kind: 'display', isBootGpu: true, framebuffers: ['efi-framebuffer.0'] });
+    expect(s.framebuffers[0]).toMatchObject({ owner: { address: '0000:00:02.0', bar: 0 }, parent: undefined });
+    expect(s.vfioPci).toEqual({ loaded: true, loadable: true });
+    expect(s.vfioIommuType1).toEqual({ loaded: false, loadable: true });
+  },
   'qemu-vga-hda': (s) => {
     expect(bySnapshot(s, '0000:00:02.0')).toMatchObject({ kind: 'vga', isBootGpu: true, companions: ['0000:00:02.1'] });
     expect(bySnapshot(s, '0000:00:03.0')).toMatchObject({ kind: 'display', isBootGpu: false });
