@@ -40,6 +40,6 @@ describe(exitCodeFor.name, () => {
   });
 
   it('keeps the numbers of the table', () => {
-    expect(EXIT).toEqual({ OK: 0, INTERNAL: 1, INVALID_ARGUMENT: 2, NOT_FOUND: 3, BLOCKED: 4, HOST_FAILURE: 5, IN_USE: 6, JOURNAL: 7 });
+    expect(EXIT).toEqual({ OK: 0, INTERNAL: 1, INVALID_ARGUMENT: 2, NOT_FOUND: 3, BLOCKED: 4, HOST_FAILURE: 5, IN_USE: 6, JOURNAL: 7, ROLLBACK_FAILED: 8 });
   });
 });

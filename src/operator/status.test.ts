@@ -141,7 +141,7 @@ describe(`${computePolicyStatus.name}: every condition says why`, () => {
 
   it('some Failed, some Ready: how many of how many, and on how many nodes', () => {
     const s = computePolicyStatus({ ...world(p, [node('a'), node('b')], [claimed('a', ['Ready', 'Failed']), claimed('b', ['Failed'])]), now: T0 });
-    expect(conditionOf(s, 'Ready')).toMatchObject({ status: 'False', reason: 'GpusFailed', message: '1 of 3 GPU(s) Ready' });
+    expect(conditionOf(s, 'Ready')).toMatchObject({ status: 'False', reason: 'GpusFailed', message: '1 of 3 GPU(s) Ready; 2 Failed' });
     expect(conditionOf(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'GpusFailed', message: '2 GPU(s) Failed on 2 node(s)' });
     expect(conditionOf(s, 'Progressing')).toMatchObject({ status: 'False', reason: 'Converged' });
   });
@@ -151,7 +151,7 @@ describe(`${computePolicyStatus.name}: every condition says why`, () => {
     expect(conditionOf(moving, 'Ready')).toMatchObject({ reason: 'Preparing' });
     expect(conditionOf(moving, 'Degraded')).toMatchObject({ status: 'True', reason: 'AgentNotReporting', message: '1 matched node(s) without an agent report' });
     const still = computePolicyStatus({ ...world(p, [node('a'), node('b')], [claimed('a', ['Ready'])]), now: T0 });
-    expect(conditionOf(still, 'Ready')).toMatchObject({ reason: 'AgentNotReporting', message: '1 of 1 GPU(s) Ready' });
+    expect(conditionOf(still, 'Ready')).toMatchObject({ reason: 'AgentNotReporting', message: '1 of 1 GPU(s) Ready; 1 matched node(s) without an agent report: b' });
     // A state without an inventory yet is told apart from no state at all.
     const noInventory = computePolicyStatus({ ...world(p, [node('a')], [nodeState('a', undefined)]), now: T0 });
     expect(noInventory.failingNodes).toEqual([{ node: 'a', reason: 'AgentNotReporting', message: 'the node agent has not reported an inventory yet' }]);

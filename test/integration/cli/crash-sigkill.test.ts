@@ -29,6 +29,8 @@ const ON_VFIO = { [GPU]: 'vfio-pci', [AUDIO]: 'vfio-pci', [ROOT_PORT]: 'pcieport
 /** The uninterrupted prepare of the boot GPU: what crashing "after step k" interrupts. */
 const PREPARE_STEPS = [
   'load-module vfio-pci',
+  // No VFIO IOMMU backend in the booted tree; the stand-in modprobe loads it.
+  'load-module vfio_iommu_type1',
   'unbind-vtconsole vtcon1',
   'unbind-framebuffer efi-framebuffer.0',
   `set-override ${GPU}`,
@@ -38,11 +40,13 @@ const PREPARE_STEPS = [
   `probe ${AUDIO}`,
   'verify-group 1',
 ];
-/** The release that follows it (no preamble): every endpoint back, then the console. */
+/**
+ * The release that follows it (no preamble): every endpoint back to exactly what it had — the GPU had no
+ * driver, so it is only unbound — then the console.
+ */
 const RELEASE_STEPS = [
   `clear-override ${GPU}`,
   `unbind-driver ${GPU}`,
-  `probe ${GPU}`,
   `clear-override ${AUDIO}`,
   `unbind-driver ${AUDIO}`,
   `probe ${AUDIO}`,

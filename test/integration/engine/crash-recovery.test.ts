@@ -50,12 +50,14 @@ async function expectConsistent(kernel: SimulatedKernel): Promise<'vfio' | 'host
 }
 
 /**
- * The prepare of 0000:01:00.0 step by step (1 = the preamble's modprobe). After step 8 the last function
- * is on vfio-pci: only the verification is left, so a crash after it resumes even when probing fails.
+ * The prepare of 0000:01:00.0 step by step (1 and 2 = the preamble's modprobes: vfio-pci, then the VFIO IOMMU
+ * backend vfio_iommu_type1). After step 9 the last function is on vfio-pci: only the verification is left, so
+ * a crash after it resumes even when probing fails.
  */
-const PREPARE_STEPS = ['load-module', 'unbind-vtconsole', 'unbind-framebuffer', 'set-override', 'probe', 'set-override', 'unbind-driver', 'probe', 'verify-group'];
-const LAST_PROBE = 8;
-const RELEASE_STEPS = ['clear-override', 'unbind-driver', 'probe', 'clear-override', 'unbind-driver', 'probe', 'verify-group', 'bind-framebuffer', 'bind-vtconsole'];
+const PREPARE_STEPS = ['load-module', 'load-module', 'unbind-vtconsole', 'unbind-framebuffer', 'set-override', 'probe', 'set-override', 'unbind-driver', 'probe', 'verify-group'];
+const LAST_PROBE = 9;
+// The GPU had no driver before prepare (nvidia is not loaded): release unbinds it and probes nothing for it.
+const RELEASE_STEPS = ['clear-override', 'unbind-driver', 'clear-override', 'unbind-driver', 'probe', 'verify-group', 'bind-framebuffer', 'bind-vtconsole'];
 
 const sel = { all: false as const, selectors: parseSelectors(['0000:01:00.0']) };
 

@@ -43,6 +43,8 @@ describe('handoff metrics from the engine', () => {
     expect(recorder.finished).toEqual([['prepare', 'success', 'none']]);
     expect(recorder.steps).toEqual([
       'load-module:done',
+      // vfio_iommu_type1 came with vfio-pci (vfio's softdep): planned, found loaded, skipped.
+      'load-module:skipped',
       'unbind-vtconsole:done',
       'unbind-framebuffer:done',
       'set-override:done',
@@ -66,8 +68,9 @@ describe('handoff metrics from the engine', () => {
     const report = await sut.prepare(sel, { allowBootGpu: true });
     expect(report.outcomes.map((o) => o.outcome)).toEqual(['rolled_back']);
     expect(recorder.finished).toEqual([['prepare', 'rolled_back', 'HOST_WRITE_FAILED']]);
-    expect(recorder.steps.slice(0, 7)).toEqual([
+    expect(recorder.steps.slice(0, 8)).toEqual([
       'load-module:done',
+      'load-module:skipped',
       'unbind-vtconsole:done',
       'unbind-framebuffer:done',
       'set-override:done',
@@ -76,7 +79,7 @@ describe('handoff metrics from the engine', () => {
       'unbind-driver:failed',
     ]);
     // Then the rollback: every endpoint's override cleared, the GPU off vfio-pci, the group verified back.
-    expect(recorder.steps.slice(7)).toEqual(expect.arrayContaining(['clear-override:done', 'unbind-driver:done', 'verify-group:done']));
+    expect(recorder.steps.slice(8)).toEqual(expect.arrayContaining(['clear-override:done', 'unbind-driver:done', 'verify-group:done']));
   });
 
   it('vfio-pci cannot be loaded: failure for every group, nothing else run', async () => {

@@ -6,13 +6,14 @@
  * (the real one is in the kubelet peer suite). The scenarios of test/integration/operator, converged.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FINALIZER, READY_LABEL } from '../../../src/operator/api.js';
 import { ControlPlane, controlPlaneBinaries } from '../../support/control-plane.js';
+import { peerBinary } from '../../support/peers.js';
 import { startPodResources } from '../../integration/agent/support.js';
 import type { Obj } from './support.js';
 import { Discovery, REPO_ROOT, deployToolsMissing, kustomize, until } from './support.js';
@@ -216,21 +217,12 @@ describe.skipIf(skip)(`operator and agents as their own ServiceAccounts on a rea
     const refused = await cp.request('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', { body: schemaless });
     expect(refused.status).toBe(422);
     expect(refused.text).toContain('spec.versions[0].schema.openAPIV3Schema: Required value');
-    // So: the same CRD with the least schema a v1 CRD needs (KubeVirt's own CRD from its pinned module
-    // comes with the KubeVirt peer).
-    await cp.ok('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', {
-      body: {
-        apiVersion: 'apiextensions.k8s.io/v1',
-        kind: 'CustomResourceDefinition',
-        metadata: { name: 'kubevirts.kubevirt.io' },
-        spec: {
-          group: 'kubevirt.io',
-          scope: 'Namespaced',
-          names: { plural: 'kubevirts', singular: 'kubevirt', kind: 'KubeVirt', listKind: 'KubeVirtList' },
-          versions: [{ name: 'v1', served: true, storage: true, subresources: { status: {} }, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
-        },
-      },
-    });
+    // So: KubeVirt's own CRD, as virt-operator generates it at the pinned version (test/peers/kubevirt), schema and all.
+    const crd = peerBinary('kubevirt', 'kubevirt-crd');
+    if (crd.skip !== undefined) throw new Error(`KubeVirt's CRD program is not built: ${crd.skip}`);
+    const kubevirtCrd = JSON.parse(execFileSync(crd.path, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 })) as Obj;
+    expect(kubevirtCrd.metadata.name).toBe('kubevirts.kubevirt.io');
+    await cp.ok('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', { body: kubevirtCrd });
     await cp.waitEstablished('kubevirts.kubevirt.io');
     await cp.ok('POST', '/api/v1/namespaces', { body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kubevirt' } } });
     await cp.ok('POST', '/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts', { body: { apiVersion: 'kubevirt.io/v1', kind: 'KubeVirt', metadata: { name: 'kubevirt' }, spec: { configuration: {} } } });
