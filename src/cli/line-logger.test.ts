@@ -31,5 +31,8 @@ describe('createLineLogger (one-shot commands, pino-compatible lines)', () => {
     log.error({}, 'x');
     expect(lines).toEqual([]);
     expect(() => createLineLogger('verbose')).toThrow(InvalidArgumentError);
+    // The same message as the agent's pino logger gives (src/cli/log-level.ts), naming every valid level.
+    expect(() => createLineLogger('verbose')).toThrow('--log-level must be one of fatal, error, warn, info, debug, trace, silent, not "verbose"');
+    expect(() => createLineLogger('constructor')).toThrow(InvalidArgumentError); // not an inherited property
   });
 });

@@ -1,6 +1,6 @@
 import { writeSync } from 'node:fs';
-import { InvalidArgumentError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { logLevelValue } from './log-level.js';
 
 /**
  * Logger for the one-shot commands (inspect, prepare, release): the same JSON lines on stderr as pino writes
@@ -9,7 +9,6 @@ import type { Logger } from '../core/logger.js';
  * short-lived process's start (about 2 s of a 16 s `prepare` under QEMU/TCG in the kernel e2e timing scenario);
  * the long-running agent, plugin and operator keep pino.
  */
-const LEVELS: Readonly<Record<string, number>> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
 
 function serialise(value: unknown): unknown {
   if (value instanceof Error) return { type: value.name, message: value.message, stack: value.stack };
@@ -17,8 +16,7 @@ function serialise(value: unknown): unknown {
 }
 
 export function createLineLogger(level: string, bindings: object = {}, write: (line: string) => void = (l) => writeSync(2, l)): Logger {
-  const threshold = LEVELS[level];
-  if (threshold === undefined) throw new InvalidArgumentError(`unknown log level ${JSON.stringify(level)} (one of ${Object.keys(LEVELS).join(', ')})`);
+  const threshold = logLevelValue(level);
   const emit = (n: number) => (obj: object, msg?: string): void => {
     if (n < threshold) return;
     const fields = Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, serialise(v)]));

@@ -150,8 +150,12 @@ export class HandoffEngine {
     });
     if (readOnly) return fn(executor);
     const unlock = await this.deps.store.lock();
-    this.deps.host.warmUp?.();
     try {
+      // Both state files are validated before anything is written — recovery, the preamble's module loads and
+      // the groups' steps alike: a file of the wrong shape must refuse the run (exit 7) with the host untouched.
+      await this.deps.store.readJournal();
+      await this.deps.store.readRecords();
+      this.deps.host.warmUp?.();
       return await fn(executor);
     } finally {
       await unlock();

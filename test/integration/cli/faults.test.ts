@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, realpath, rm, unlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, realpath, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -30,6 +30,9 @@ describe('CLI: a host write that never returns', () => {
     state = join(dir, 'state');
     await materialiseProfile(await loadBuiltinProfile('server-aspeed-4xh100'), root);
     await mkdir(join(root, 'sys/bus/pci/drivers/vfio-pci'), { recursive: true });
+    // modprobe vfio-pci pulls vfio_iommu_type1 in (vfio's softdep), so no load-module step is planned:
+    // a test must never run modprobe on the machine it runs on.
+    await mkdir(join(root, 'sys/module/vfio_iommu_type1'), { recursive: true });
   });
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -66,6 +69,11 @@ describe('CLI: a host write that never returns', () => {
     await rm(root, { recursive: true, force: true });
     await materialiseProfile(await loadBuiltinProfile('server-aspeed-l40s-vfio'), root);
     await fifo(root, '', 'sys/bus/pci/drivers/vfio-pci/unbind');
+    // Release gives back only what vfio-handoff took: the record says this run's prepare moved it off nvidia
+    // (without one, a group bound by someone else is left alone and nothing is written).
+    await mkdir(state, { recursive: true });
+    const record = { group: 31, gpus: ['0000:18:00.0'], originalDrivers: { '0000:18:00.0': 'nvidia' }, originalOverrides: { '0000:18:00.0': null }, framebuffers: [], vtconsoles: [] };
+    await writeFile(join(state, 'records.json'), JSON.stringify({ version: 1, groups: [record] }));
     const r = await cli(['release', '0000:18:00.0', '--host-root', root, '--state-dir', state, '--write-timeout', '1']);
     expect([5, 8]).toContain(r.code);
     expect(r.stdout).toContain('writing "0000:18:00.0" to sys/bus/pci/drivers/vfio-pci/unbind did not return within 1000 ms');

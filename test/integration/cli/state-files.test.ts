@@ -21,6 +21,9 @@ describe('state files of the wrong shape are refused cleanly (exit 7, nothing wr
     root = join(dir, 'root');
     await materialiseProfile(await loadBuiltinProfile('server-aspeed-4xh100'), root);
     await mkdir(join(root, 'sys/bus/pci/drivers/vfio-pci'), { recursive: true });
+    // modprobe vfio-pci pulls vfio_iommu_type1 in (vfio's softdep), so no load-module step is planned:
+    // a test must never run modprobe on the machine it runs on.
+    await mkdir(join(root, 'sys/module/vfio_iommu_type1'), { recursive: true });
     override = join(await realpath(join(root, 'sys/bus/pci/devices/0000:18:00.0')), 'driver_override');
   });
   afterAll(async () => {

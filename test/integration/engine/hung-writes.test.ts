@@ -112,6 +112,9 @@ describe('a write that never returns on a materialised tree (NodeHost; a FIFO no
     const root = join(dir, 'root');
     await materialiseProfile(await loadBuiltinProfile('bench-16gpu'), root);
     await mkdir(join(root, 'sys/bus/pci/drivers/vfio-pci'), { recursive: true }); // "loaded"
+    // modprobe vfio-pci pulls vfio_iommu_type1 in (vfio's softdep), so no load-module step is planned:
+    // a test must never run modprobe on the machine it runs on.
+    await mkdir(join(root, 'sys/module/vfio_iommu_type1'), { recursive: true });
     const writer = new WriterProcess({ idleMs: 500 });
     const host = new NodeHost({ root, writer });
     const store = new FileStateStore({ dir: join(dir, 'state') });

@@ -85,6 +85,9 @@ describe('the state lock (flock on <state-dir>/lock)', () => {
       const state = join(dir, 'state');
       await materialiseProfile(await loadBuiltinProfile('server-aspeed-4xh100'), root);
       await mkdir(join(root, 'sys/bus/pci/drivers/vfio-pci'), { recursive: true });
+      // modprobe vfio-pci pulls vfio_iommu_type1 in (vfio's softdep), so no load-module step is planned:
+      // a test must never run modprobe on the machine it runs on.
+      await mkdir(join(root, 'sys/module/vfio_iommu_type1'), { recursive: true });
       // The first run hangs on its first write for 30 s: busy, holding the lock.
       const attr = join(await realpath(join(root, 'sys/bus/pci/devices/0000:18:00.0')), 'driver_override');
       await unlink(attr);
