@@ -159,9 +159,9 @@ describe.skipIf(skip)(`CEL rules of our CRDs on a real kube-apiserver${skip ? ` 
     ['display and accelerator classes', { gpus: { classes: ['0x0300', '0x030200', '0x1200'] } }, undefined],
     ['a network class', { gpus: { classes: ['0x0302', '0x0200'] } }, msg('display controllers')],
     ['a vendor resource name', { resourceName: 'example.com/h100' }, undefined],
-    ['a kubernetes.io resource name', { resourceName: 'kubernetes.io/gpu' }, msg('kubernetes.io domain')],
-    ['a kubernetes.io subdomain', { resourceName: 'gpu.kubernetes.io/h100' }, msg('kubernetes.io domain')],
-    ['requests. prefix', { resourceName: 'requests.example.com/gpu' }, msg('kubernetes.io domain')],
+    ['a kubernetes.io resource name', { resourceName: 'kubernetes.io/gpu' }, msg('valid extended resource name for kubelet')],
+    ['a kubernetes.io subdomain', { resourceName: 'gpu.kubernetes.io/h100' }, msg('valid extended resource name for kubelet')],
+    ['requests. prefix', { resourceName: 'requests.example.com/gpu' }, msg('valid extended resource name for kubelet')],
     ['boot GPU with an address and a node', { allowBootGpu: true, gpus: { addresses: ['0000:01:00.0'] }, nodeSelector: { matchLabels: { 'kubernetes.io/hostname': 'ws-01' } } }, undefined],
     ['boot GPU without a GPU selector', { allowBootGpu: true, nodeSelector: { matchLabels: { 'kubernetes.io/hostname': 'ws-01' } } }, msg('name at least one vendorDevice')],
     ['boot GPU on every node', { allowBootGpu: true, gpus: { addresses: ['0000:01:00.0'] } }, msg('non-empty nodeSelector')],
@@ -197,6 +197,22 @@ describe.skipIf(skip)(`CEL rules of our CRDs on a real kube-apiserver${skip ? ` 
       expect(r.body.details?.causes?.map((c) => c.message).join('\n')).toContain(msg('a Failed GPU needs a reason'));
     }
     seen.add(msg('a Failed GPU needs a reason'));
+  });
+
+  it('NodeGpuPassthrough: a GPU\'s resourceName is empty (plugin default) or kubelet\'s extended-resource rule', async () => {
+    const create = (resourceName: string) =>
+      cp.request<{ details?: { causes?: { message: string }[] } }>('POST', '/apis/handoff.dev/v1alpha1/nodegpupassthroughs?dryRun=All', {
+        body: { apiVersion: 'handoff.dev/v1alpha1', kind: 'NodeGpuPassthrough', metadata: { name: 'cel-names' }, spec: { gpus: [{ address: '0000:41:00.0', policy: 'p', resourceName }] } },
+      });
+    expect((await create('')).status).toBe(201);
+    expect((await create('example.com/h100')).status).toBe(201);
+    const message = msg('resourceName must be empty or a valid extended resource name');
+    for (const bad of ['kubernetes.io/gpu', 'gpu.kubernetes.io/h100', 'requests.example.com/gpu']) {
+      const r = await create(bad);
+      expect(r.status, bad).toBe(422);
+      expect(r.body.details?.causes?.map((c) => c.message).join('\n')).toContain(message);
+    }
+    seen.add(message);
   });
 
   it('every CEL rule of both CRDs was seen rejecting with its own message', () => {
