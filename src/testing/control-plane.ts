@@ -52,6 +52,8 @@ export class ControlPlane {
     readonly adminToken: string,
     private readonly procs: ChildProcess[],
     private readonly logs: { etcd: string[]; apiserver: string[] },
+    /** Starts a kube-apiserver with the same flags, port, certificates and keys (for restartApiserver()). */
+    private readonly spawnApiserver: () => ChildProcess,
   ) {}
 
   /** Starts etcd, then kube-apiserver, and waits until /readyz answers ok (default bootstrap RBAC included). */
@@ -86,7 +88,7 @@ export class ControlPlane {
     const adminToken = `admin-${Math.random().toString(36).slice(2)}`;
     writeFileSync(join(dir, 'tokens.csv'), `${adminToken},admin,admin-uid,system:masters\n`);
     mkdirSync(join(dir, 'certs'));
-    const apiserver = spawn(bins.apiserver, [
+    const apiserverArgs = [
       `--etcd-servers=http://127.0.0.1:${etcdClient}`,
       '--bind-address=127.0.0.1',
       '--advertise-address=127.0.0.1',
@@ -105,35 +107,79 @@ export class ControlPlane {
       '--profiling=false',
       '--v=0',
       ...(opts.extraArgs ?? []),
-    ], { stdio: ['ignore', 'pipe', 'pipe'] });
-    apiserver.stdout?.on('data', keep(logs.apiserver));
-    apiserver.stderr?.on('data', keep(logs.apiserver));
-    procs.push(apiserver);
+    ];
+    const spawnApiserver = (): ChildProcess => {
+      const apiserver = spawn(bins.apiserver, apiserverArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+      apiserver.stdout?.on('data', keep(logs.apiserver));
+      apiserver.stderr?.on('data', keep(logs.apiserver));
+      return apiserver;
+    };
+    procs.push(spawnApiserver());
 
-    const cp = new ControlPlane(dir, `https://127.0.0.1:${securePort}`, join(dir, 'certs', 'apiserver.crt'), adminToken, procs, logs);
-    const deadline = Date.now() + 240_000;
+    const cp = new ControlPlane(dir, `https://127.0.0.1:${securePort}`, join(dir, 'certs', 'apiserver.crt'), adminToken, procs, logs, spawnApiserver);
+    await cp.waitReady();
+    return cp;
+  }
+
+  /** Polls /readyz until it answers 200; throws (and stops everything) if etcd or kube-apiserver exits, or after timeoutMs. */
+  private async waitReady(timeoutMs = 240_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
     let last = '';
     for (;;) {
-      for (const p of procs) {
+      for (const [i, p] of this.procs.entries()) {
         if (p.exitCode !== null || p.signalCode !== null) {
-          await cp.stop();
-          throw new Error(`${p === etcd ? 'etcd' : 'kube-apiserver'} exited (${p.exitCode ?? p.signalCode}):\n${(p === etcd ? logs.etcd : logs.apiserver).join('').slice(-3000)}`);
+          const which = i === 0 ? 'etcd' : 'apiserver';
+          const tail = this.log(which);
+          await this.stop();
+          throw new Error(`${i === 0 ? 'etcd' : 'kube-apiserver'} exited (${p.exitCode ?? p.signalCode}):\n${tail.slice(-3000)}`);
         }
       }
       try {
-        const r = await cp.request('GET', '/readyz', { timeoutMs: 5000 });
-        if (r.status === 200) break;
+        const r = await this.request('GET', '/readyz', { timeoutMs: 5000 });
+        if (r.status === 200) return;
         last = r.text;
       } catch (err) {
         last = (err as Error).message;
       }
       if (Date.now() > deadline) {
-        await cp.stop();
-        throw new Error(`kube-apiserver not ready within 240 s: ${last}\n${logs.apiserver.join('').slice(-3000)}`);
+        const tail = this.log('apiserver');
+        await this.stop();
+        throw new Error(`kube-apiserver not ready within ${timeoutMs / 1000} s: ${last}\n${tail.slice(-3000)}`);
       }
       await sleep(250);
     }
-    return cp;
+  }
+
+  /**
+   * Stops kube-apiserver (SIGTERM, SIGKILL after 10 s) and leaves etcd running: the outage half of a
+   * restart. Resolves once the process has exited.
+   */
+  async stopApiserver(): Promise<void> {
+    const p = this.procs[1];
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGTERM');
+    const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(t);
+  }
+
+  /**
+   * Starts kube-apiserver again on the same port with the same flags, serving certificate (kept in
+   * --cert-dir, which kube-apiserver reuses when present) and ServiceAccount keys, so clients reconnect
+   * with the CA and tokens they hold; resolves when /readyz answers 200.
+   */
+  async startApiserver(timeoutMs = 240_000): Promise<void> {
+    const p = this.procs[1];
+    if (p && p.exitCode === null && p.signalCode === null) throw new Error('kube-apiserver is still running');
+    this.procs[1] = this.spawnApiserver();
+    await this.waitReady(timeoutMs);
+  }
+
+  /** stopApiserver() then startApiserver(): a kube-apiserver restart with etcd kept. */
+  async restartApiserver(): Promise<void> {
+    await this.stopApiserver();
+    await this.startApiserver();
   }
 
   /** The tail of a component's output, for failure messages. */
