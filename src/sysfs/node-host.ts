@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, readFile, readdir, readlink } from 'node:fs/promises';
+import { access, open, readFile, readdir, readlink } from 'node:fs/promises';
 import { resolve as resolvePath, sep } from 'node:path';
 import { HostReadError, HostWriteError, InvalidArgumentError, TimeoutError, errnoOf } from '../core/errors.js';
 import { assertSafeRelativePath } from './paths.js';
@@ -65,9 +65,17 @@ export class NodeHost implements HostPort {
     const full = this.abs(path);
     this.counters.reads++;
     try {
-      // O_NONBLOCK: sysfs and procfs ignore it, but a FIFO or device node planted in the tree would
-      // otherwise block the read (and a libuv thread) for ever.
-      return await readFile(full, { encoding: 'utf8', flag: constants.O_RDONLY | constants.O_NONBLOCK });
+      // Opened with O_NONBLOCK so that a FIFO or device node planted in the tree cannot block the open (and a
+      // libuv thread) for ever; such a file is read through that handle (a FIFO without writer reads as '').
+      // A regular file is read again without O_NONBLOCK: on 9p (the QEMU test bed's /usr, some container roots)
+      // O_NONBLOCK turns a read into one short round trip, and modules.dep then came back without vfio-pci.
+      const handle = await open(full, constants.O_RDONLY | constants.O_NONBLOCK);
+      try {
+        if (!(await handle.stat()).isFile()) return await handle.readFile({ encoding: 'utf8' });
+      } finally {
+        await handle.close();
+      }
+      return await readFile(full, { encoding: 'utf8' });
     } catch (err) {
       const errno = errnoOf(err);
       if (errno === 'ENOENT' || errno === 'ENOTDIR') return undefined;
