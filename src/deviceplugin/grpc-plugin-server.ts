@@ -175,9 +175,19 @@ function unary<Req, Res>(
   method: (req: Req, opts: grpc.CallOptions, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall,
   req: Req,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
-    method.call(client, req, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res as Res)));
+    const call = method.call(client, req, { deadline: Date.now() + timeoutMs }, (err, res) => {
+      signal?.removeEventListener('abort', cancel);
+      if (err) reject(err);
+      else resolve(res as Res);
+    });
+    function cancel(): void {
+      call.cancel();
+    }
+    if (signal?.aborted) call.cancel();
+    else signal?.addEventListener('abort', cancel, { once: true });
   });
 }
 
@@ -192,10 +202,16 @@ export async function probePlugin(api: DevicePluginApi, socketPath: string, time
 }
 
 /** `v1beta1.Registration/Register` on kubelet.sock. kubelet ≥1.25 dials us back inside this call. */
-export async function registerWithKubelet(api: DevicePluginApi, kubeletSocket: string, req: RegisterRequest, timeoutMs: number): Promise<void> {
+export async function registerWithKubelet(
+  api: DevicePluginApi,
+  kubeletSocket: string,
+  req: RegisterRequest,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
   const client = new api.RegistrationClient(unixTarget(kubeletSocket), grpc.credentials.createInsecure());
   try {
-    await unary(client, client.Register, req, timeoutMs);
+    await unary(client, client.Register, req, timeoutMs, signal);
   } finally {
     client.close();
   }

@@ -55,6 +55,7 @@ export class ResourcePlugin {
   private pending: ReregisterTrigger | undefined;
   private worker: Promise<void> | undefined;
   private readonly abort = new AbortController();
+  private registering: AbortController | undefined; // the Register call in flight, if any
 
   constructor(private readonly deps: ResourcePluginDeps) {}
 
@@ -92,7 +93,12 @@ export class ResourcePlugin {
   async check(): Promise<void> {
     if (this.phaseValue === 'stopped' || this.phaseValue === 'idle') return;
     const own = await this.deps.socketDir.stat(this.socketPath);
-    if (!own?.isSocket) return this.kick('socket_removed');
+    if (!own?.isSocket) {
+      // A Register in flight now makes kubelet dial a socket that is gone: real kubelet keeps dialing until its
+      // own timeout (10 s), so cancel it and let the worker serve again at once.
+      this.registering?.abort();
+      return this.kick('socket_removed');
+    }
     if (this.phaseValue === 'registered' && this.registeredKubelet !== undefined) {
       const kubelet = await this.deps.socketDir.stat(this.kubeletSocket);
       if (kubelet && identity(kubelet) !== this.registeredKubelet) this.kick('kubelet_restart');
@@ -145,16 +151,20 @@ export class ResourcePlugin {
     try {
       if (!kubelet) throw new KubeletError(`kubelet socket ${this.kubeletSocket} does not exist`);
       this.server?.beginRegistration();
+      this.registering = new AbortController();
       await registerWithKubelet(
         api,
         this.kubeletSocket,
         { version: API_VERSION, endpoint: basename(this.socketPath), resource_name: resource, options: PLUGIN_OPTIONS },
         this.deps.registerTimeoutMs ?? 10_000,
+        this.registering.signal,
       );
     } catch (err) {
       recorder.registered(resource, false);
       logger.warn({ resource, err: err instanceof Error ? err.message : String(err) }, 'registration with kubelet failed');
       throw err;
+    } finally {
+      this.registering = undefined;
     }
     this.registeredKubelet = identity(kubelet);
     this.phaseValue = 'registered';

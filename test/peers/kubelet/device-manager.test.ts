@@ -136,6 +136,9 @@ describe.skipIf(bin.skip !== undefined)(`kubelet device manager ↔ vfio-handoff
     expect(elapsed).toBeLessThan(5_000);
     const cp = await kubelet.checkpoint();
     expect((cp.Data.PodDeviceEntries ?? []).filter((e) => e.PodUID === 'pod-1')).toHaveLength(2);
-    expect(pluginLog).toMatch(/"trigger":"(kubelet_restart|socket_removed)"/);
+    // Which signal reaches the plugin first is a race: kubelet's stop closes the ListAndWatch streams, and its new
+    // socket (or our wiped one) shows up in the directory watch. Any of the three is a detection of this restart;
+    // a bare periodic 'retry' is not.
+    expect(pluginLog).toMatch(/"trigger":"(kubelet_restart|socket_removed|stream_broken)","msg":"registered with kubelet"/);
   });
 });
