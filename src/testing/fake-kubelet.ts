@@ -17,8 +17,10 @@ import type {
  * A kubelet emulator for device-plugin tests: a real `v1beta1.Registration` server on `<dir>/kubelet.sock`
  * that behaves as kubelet ≥1.25 does (shared/research/protocol.md §2):
  * - Register validates the version and `IsExtendedResourceName`, joins the endpoint to the directory,
- *   dials it and calls GetDevicePluginOptions *inside* Register (failing Register when the plugin is not
- *   serving yet), then opens ListAndWatch in the background;
+ *   dials it and calls GetDevicePluginOptions *inside* Register, then opens ListAndWatch in the background.
+ *   The dial blocks until the plugin's socket answers or 10 s pass, as kubelet's does (devicemanager
+ *   plugin/v1beta1/client.go `dial`: `grpc.WithBlock()` under a 10 s context, kubelet v1.34.4): a Register whose
+ *   endpoint is gone hangs for those 10 s rather than failing at once;
  * - every ListAndWatch message replaces the resource's device set; a stream that ends marks all devices
  *   unhealthy and is never re-dialled (the plugin must register again);
  * - `restart()` closes everything, removes every socket in the dir and re-creates kubelet.sock.
@@ -54,8 +56,12 @@ export class FakeKubelet {
   private readonly api = loadDevicePluginApi();
   private readonly resources = new Map<string, ResourceView>();
   private readonly waiters = new Set<() => void>();
-  /** Every Register call, accepted or not, with the error text it got. */
+  /** Every Register call, accepted or not, with the error text it got (recorded when kubelet answers it). */
   readonly registerCalls: { request: RegisterRequest; error: string | undefined }[] = [];
+  /** Runs once at the start of the next Register (e.g. to wipe the plugin's socket at the worst moment). */
+  beforeNextRegister: ((req: RegisterRequest) => Promise<void>) | undefined;
+  /** How long Register's dial of the plugin socket blocks before failing (kubelet: 10 s). */
+  dialTimeoutMs = 10_000;
 
   private constructor(readonly dir: string) {
     this.socketPath = join(dir, 'kubelet.sock');
@@ -194,7 +200,20 @@ export class FakeKubelet {
       throw new Error(`requested API version ${JSON.stringify(req.version)} is not supported by kubelet. Supported version is "v1beta1"`);
     }
     if (!isExtendedResourceName(req.resource_name)) throw new Error(`the ResourceName ${JSON.stringify(req.resource_name)} is invalid`);
-    const client = new this.api.DevicePluginClient(unixTarget(join(this.dir, req.endpoint)), grpc.credentials.createInsecure());
+    const hook = this.beforeNextRegister;
+    this.beforeNextRegister = undefined;
+    await hook?.(req);
+    // A fresh connection per dial, as Go's grpc.DialContext makes: grpc-js would otherwise reuse a pooled
+    // connection to a socket file that is already unlinked.
+    const client = new this.api.DevicePluginClient(unixTarget(join(this.dir, req.endpoint)), grpc.credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+    });
+    await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + this.dialTimeoutMs, (err) => (err ? reject(err) : resolve()))).catch(
+      (err: unknown) => {
+        client.close();
+        throw new Error(`failed to dial device plugin: ${err instanceof Error ? err.message : String(err)}`);
+      },
+    );
     const options = await new Promise<DevicePluginOptions>((resolve, reject) =>
       client.GetDevicePluginOptions({}, { deadline: Date.now() + 2000 }, (err, res) => (err ? reject(err) : resolve(res!))),
     ).catch((err: unknown) => {

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { stat } from 'node:fs/promises';
+import { stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { ConflictError } from '../../../src/core/errors.js';
@@ -194,6 +194,23 @@ describe('device plugin against the kubelet emulator (simulated kernel)', () => 
     await rig.kubelet.restart();
     await rig.kubelet.waitFor(() => rig.kubelet.resource(RTX)!.registrations.length === 2 && rig.kubelet.healthy(RTX).length === 2, 5000, 're-registration');
     expect((await stat(join(rig.dir, socketFileName(RTX, rig.dir)))).isSocket()).toBe(true);
+  });
+
+  it('a Register in flight when our socket is wiped is cancelled and served again, not left to kubelet\'s 10 s dial', async () => {
+    const rig = await rigWith(new SimulatedKernel(twoRtxProfile()));
+    const socket = join(rig.dir, socketFileName(RTX, rig.dir));
+    // The worst moment of a kubelet restart: the new kubelet wipes the directory after our worker checked its socket
+    // and before kubelet dials it back. Kubelet then keeps dialing the gone socket for 10 s.
+    rig.kubelet.beforeNextRegister = async () => {
+      await unlink(socket);
+    };
+    rig.plugins!.manager.plugin(RTX)!.kick('retry');
+    await rig.kubelet.waitFor(() => rig.kubelet.resource(RTX)!.registrations.length === 2 && rig.kubelet.healthy(RTX).length === 2, 9000, 're-registration');
+    expect((await stat(socket)).isSocket()).toBe(true);
+    // Ordering, not timing: we registered again while kubelet was still dialing for the first call (it answers that
+    // one only when its 10 s dial gives up), so the first call did not hold up the re-registration.
+    expect(rig.kubelet.registerCalls.filter((c) => c.error !== undefined)).toEqual([]);
+    expect(rig.kubelet.registerCalls).toHaveLength(2);
   });
 
   it('re-registers when the ListAndWatch stream breaks (kubelet never re-dials)', async () => {
