@@ -163,7 +163,8 @@ export function handoffText(report: HandoffReport): string {
   if (report.outcomes.length === 0 && report.assessments.length === 0) lines.push(`nothing to ${report.operation}`);
   for (const s of report.preamble) lines.push(`${mark(s.outcome)} ${describeStep(s.step)}${s.error ? ` — ${s.error.message}` : ''}`);
   for (const o of report.outcomes) {
-    lines.push(`group ${o.group} (${o.gpus.join(', ')}): ${outcomeSentence(o)}`);
+    const onVfio = report.assessments.some((a) => a.gpu.fn.iommuGroup === o.group && a.gpu.fn.driver === 'vfio-pci');
+    lines.push(`group ${o.group} (${o.gpus.join(', ')}): ${outcomeSentence(o, onVfio)}`);
     for (const s of o.steps) lines.push(`  ${mark(s.outcome)} ${describeStep(s.step)}${s.note ? ` — ${s.note}` : ''}${s.error ? ` — ${s.error.message}` : ''}`);
     if (o.rollback?.length) {
       lines.push('  rollback:');
@@ -171,12 +172,13 @@ export function handoffText(report: HandoffReport): string {
     }
     if (o.rollbackError) lines.push(`  ! ${o.rollbackError.message}`);
   }
-  for (const a of report.assessments) for (const w of a.warnings) lines.push(`! ${a.gpu.fn.address} ${w.code}: ${w.message}`);
+  // The warnings are about what prepare does to the host (console goes dark, boot GPU): noise under release.
+  if (report.operation === 'prepare') for (const a of report.assessments) for (const w of a.warnings) lines.push(`! ${a.gpu.fn.address} ${w.code}: ${w.message}`);
   return lines.join('\n') + '\n';
 }
 
 /** The outcome as a finished sentence ("already" alone says nothing about what is already true). */
-export function outcomeSentence(o: Pick<GroupOutcome, 'outcome' | 'operation' | 'steps'>): string {
+export function outcomeSentence(o: Pick<GroupOutcome, 'outcome' | 'operation' | 'steps'>, onVfio = false): string {
   const hung = o.steps.some((s) => s.hung);
   switch (o.outcome) {
     case 'prepared':
@@ -184,7 +186,11 @@ export function outcomeSentence(o: Pick<GroupOutcome, 'outcome' | 'operation' | 
     case 'released':
       return 'released — the group is back on its host drivers';
     case 'already':
-      return o.operation === 'prepare' ? 'already on vfio-pci — nothing to do' : 'already on its host drivers — nothing to do';
+      if (o.operation === 'prepare') return 'already on vfio-pci — nothing to do';
+      // Release writes only what a record says prepare took: a group someone else put on vfio-pci stays there.
+      return onVfio
+        ? 'left on vfio-pci — vfio-handoff did not prepare it (no record), so it has nothing to give back'
+        : 'already on its host drivers — nothing to do';
     case 'resumed':
       return `resumed — the unfinished ${o.operation} was completed`;
     case 'failed':

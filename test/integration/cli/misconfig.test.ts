@@ -65,5 +65,10 @@ describe('misconfiguration says so', () => {
     const r = await cli(['release', '0000:18:00.0', '--profile', 'server-aspeed-4xh100']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/group 31 \(0000:18:00\.0\): already on its host drivers — nothing to do/);
+    // A GPU bound to vfio-pci at boot (vfio-pci.ids=), never prepared by us: release leaves it and says so.
+    const boot = await cli(['release', '0000:c3:00.0', '--profile', 'apu-0380-simpledrm-vfio']);
+    expect(boot.code).toBe(0);
+    expect(boot.stdout).toMatch(/group 21 \(0000:c3:00\.0\): left on vfio-pci — vfio-handoff did not prepare it \(no record\)/);
+    expect(boot.stdout).not.toMatch(/host drivers|CONSOLE_WILL_GO_DARK/);
   });
 });
