@@ -2,12 +2,12 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { KubeConfig } from '@kubernetes/client-node';
+import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { parse } from 'yaml';
 import { realClock } from '../core/clock.js';
 import { silentLogger } from '../core/logger.js';
 import { ClientNodeKubeApi } from '../kube/index.js';
-import { GPU_PASSTHROUGH_REF } from '../operator/controller-apply.js';
+import { GPU_PASSTHROUGH_REF, NODE_GPU_PASSTHROUGH_REF } from '../operator/controller-apply.js';
 import { SimulatedAgents } from '../operator/controller-sim-agents.js';
 import { ControlPlane } from '../testing/control-plane.js';
 import { CHILD_FLAG, inventoryOf, nextMessage, type MemoryReport } from './operator-bench.js';
@@ -138,6 +138,20 @@ export async function runOperatorApiserverBench(opts: OperatorApiserverBenchOpti
       currentContext: 'peers',
     });
     const api = new ClientNodeKubeApi({ kubeConfig: adminConfig });
+    // Per-request cost over TLS: client-node as it comes (a new agent, so a new connection and handshake, per call)
+    // against our pooled keep-alive agents (src/kube/keep-alive-agents.ts). Same object, same API server, one run.
+    const plain = adminConfig.makeApiClient(CustomObjectsApi);
+    const q = { group: 'handoff.dev', version: 'v1alpha1', plural: 'nodegpupassthroughs', name: names[0]! };
+    const perCall = async (fn: () => Promise<unknown>): Promise<number> => {
+      const t = performance.now();
+      for (let i = 0; i < 200; i++) await fn();
+      return (performance.now() - t) / 200;
+    };
+    const plainMs = await perCall(() => plain.getClusterCustomObject(q));
+    const pooledMs = await perCall(() => api.get(NODE_GPU_PASSTHROUGH_REF, q.name));
+    out['apiserver.get_ms_client_node_agent'] = Math.round(plainMs * 100) / 100;
+    out['apiserver.get_ms_pooled_agent'] = Math.round(pooledMs * 100) / 100;
+    out['apiserver.get_speedup_pooled'] = Math.round((plainMs / pooledMs) * 10) / 10;
     agents = new SimulatedAgents({ api, kubeConfig: adminConfig, clock: realClock, logger: silentLogger });
     for (const name of names) agents.register(name, inventory);
     await agents.start(stop.signal);

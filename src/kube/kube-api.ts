@@ -15,6 +15,7 @@ import {
   type ObservableMiddleware,
 } from '@kubernetes/client-node';
 import { KubeApiError } from '../core/errors.js';
+import { KeepAliveAgents } from './keep-alive-agents.js';
 import {
   apiVersionOf,
   describeResource as describe,
@@ -43,6 +44,8 @@ export function toKubeError(err: unknown, what: string, verb: string): Error {
 
 export interface ClientNodeKubeApiDeps {
   kubeConfig: KubeConfig;
+  /** The connection pool; one per process is enough (default: a new one). */
+  agents?: KeepAliveAgents;
 }
 
 /**
@@ -52,16 +55,25 @@ export interface ClientNodeKubeApiDeps {
  */
 export class ClientNodeKubeApi implements KubeApi {
   private readonly custom: CustomObjectsApi;
+  private readonly agents: KeepAliveAgents;
 
   constructor(deps: ClientNodeKubeApiDeps) {
     this.custom = deps.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.agents = deps.agents ?? new KeepAliveAgents();
   }
 
-  private options(res: ResourceRef, contentType?: string): ConfigurationOptions | undefined {
-    if (res.group !== '' && contentType === undefined) return undefined;
+  /** Closes the pooled API-server connections. */
+  close(): void {
+    this.agents.destroy();
+  }
+
+  private options(res: ResourceRef, contentType?: string): ConfigurationOptions {
     // The object-parameter API takes client-node's own (promise-backed) Observable middleware.
     const mw: ObservableMiddleware = {
       pre: (ctx) => {
+        // client-node made a new agent for this one request: use the pooled keep-alive one (keep-alive-agents.ts).
+        const agent = ctx.getAgent();
+        if (agent) ctx.setAgent(this.agents.reuse(agent) as typeof agent);
         if (res.group === '') {
           const u = new URL(ctx.getUrl());
           u.pathname = u.pathname.replace(/^\/apis\/\//, '/api/');

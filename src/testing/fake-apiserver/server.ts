@@ -149,6 +149,8 @@ export class FakeApiServer {
   /** Watches from a resourceVersion below this get 410 Gone. */
   private compactedRv = 0;
   private server: Server | undefined;
+  /** TCP connections accepted so far (a client without connection reuse opens one per request). */
+  connectionsAccepted = 0;
   private bookmarkTimer: ReturnType<typeof setInterval> | undefined;
   private port = 0;
   private readonly historyLimit: number;
@@ -174,6 +176,9 @@ export class FakeApiServer {
       void this.handle(req, res);
     });
     server.keepAliveTimeout = 60_000;
+    server.on('connection', () => {
+      this.connectionsAccepted++;
+    });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     this.server = server;
     this.port = (server.address() as AddressInfo).port;

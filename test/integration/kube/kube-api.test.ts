@@ -1,3 +1,4 @@
+import { CustomObjectsApi } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConflictError, KubeApiError, NotFoundError } from '../../../src/core/errors.js';
 import { AlreadyExistsError, ClientNodeKubeApi, CoreResources, type KubeObject, type ResourceRef } from '../../../src/kube/kube-api.js';
@@ -33,6 +34,22 @@ describe(ClientNodeKubeApi.name, () => {
     expect(Number(list.metadata.resourceVersion)).toBeGreaterThanOrEqual(2);
     await sut.delete(GPT, 'a');
     await expect(sut.get(GPT, 'a')).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('reuses its connections: 40 calls open one, not one each (client-node alone makes a new agent per call)', async () => {
+    await sut.create<Gpt>(GPT, { metadata: { name: 'a' }, spec: {} });
+    const before = server.connectionsAccepted;
+    for (let i = 0; i < 20; i++) {
+      await sut.get<Gpt>(GPT, 'a');
+      await sut.list(CoreResources.nodes);
+    }
+    expect(server.connectionsAccepted - before).toBeLessThanOrEqual(1);
+    // The same calls through client-node as it comes: one connection per call.
+    const plain = server.kubeConfig().makeApiClient(CustomObjectsApi);
+    const mid = server.connectionsAccepted;
+    for (let i = 0; i < 5; i++) await plain.getClusterCustomObject({ group: GPT.group, version: GPT.version, plural: GPT.plural, name: 'a' });
+    expect(server.connectionsAccepted - mid).toBe(5);
+    sut.close();
   });
 
   it('maps 409 on create to AlreadyExistsError and a stale replace to ConflictError', async () => {
