@@ -5,7 +5,6 @@
  * the documented test hook in src/cli/host.ts). The next CLI run must finish the job. The end states are
  * written here from the host profile (workstation-efifb), never taken from a run's report.
  */
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,9 +13,9 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import type { HostProfile } from '../../../src/profiles/profile.js';
 import { FileStateStore } from '../../../src/state/file-state-store.js';
+import { CLI_PATH, treeCli, type TreeRun } from '../../support/cli.js';
 import { TreeKernel } from '../../support/tree-kernel.js';
 
-const CLI = join(process.cwd(), 'dist/cli/main.js');
 const GPU = '0000:01:00.0';
 const AUDIO = '0000:01:00.1';
 const ROOT_PORT = '0000:00:01.0';
@@ -55,26 +54,14 @@ const RELEASE_STEPS = [
   'bind-vtconsole vtcon1',
 ];
 
-interface Run {
-  readonly code: number | null;
-  readonly signal: string | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 let profile: HostProfile;
 let tk: TreeKernel;
 let work: string;
 let state: string;
 
-function cli(args: string[], crashAfter?: number): Promise<Run> {
-  const env = { ...tk.env(), VFIO_HANDOFF_TEST_HOOKS: crashAfter ? '1' : '', VFIO_HANDOFF_CRASH_AFTER_STEP: crashAfter ? String(crashAfter) : '' };
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args, '--host-root', tk.root, '--state-dir', state, '--json'], { env, timeout: 60_000 }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: number; signal?: string }) | null;
-      resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stdout, stderr });
-    });
-  });
+function cli(args: string[], crashAfter?: number): Promise<TreeRun> {
+  const env = { VFIO_HANDOFF_TEST_HOOKS: crashAfter ? '1' : '', VFIO_HANDOFF_CRASH_AFTER_STEP: crashAfter ? String(crashAfter) : '' };
+  return treeCli(tk, state, [...args, '--json'], { env, timeoutMs: 60_000 });
 }
 
 function describeStep(s: { kind: string; target: string }): string {
@@ -114,7 +101,7 @@ async function expectNoJournal(): Promise<void> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CLI)) throw new Error('dist/cli/main.js missing: npm test builds first (npm run build)');
+  if (!existsSync(CLI_PATH)) throw new Error('dist/cli/main.js missing: npm test builds first (npm run build)');
   profile = await loadBuiltinProfile('workstation-efifb');
 });
 

@@ -17,32 +17,22 @@ import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import type { HostProfile } from '../../../src/profiles/profile.js';
 import { FileStateStore } from '../../../src/state/file-state-store.js';
 import { eventually } from '../../support/eventually.js';
+import { CLI_PATH, spawnTreeCli, treeCli, type TreeRun } from '../../support/cli.js';
 import { TreeKernel } from '../../support/tree-kernel.js';
 
-const CLI = join(process.cwd(), 'dist/cli/main.js');
 const GPU = '0000:01:00.0';
 const AUDIO = '0000:01:00.1';
-
-interface Run {
-  readonly code: number | null;
-  readonly signal: string | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
 let profile: HostProfile;
 let tk: TreeKernel;
 let work: string;
 let state: string;
 
-function spawnCli(args: string[], done: (r: Run) => void): ChildProcess {
-  return execFile(process.execPath, [CLI, ...args, '--host-root', tk.root, '--state-dir', state], { env: { ...tk.env(), VFIO_HANDOFF_TEST_HOOKS: '' }, timeout: 120_000 }, (err, stdout, stderr) => {
-    const e = err as (Error & { code?: number; signal?: string }) | null;
-    done({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stdout, stderr });
-  });
+function spawnCli(args: string[], done: (r: TreeRun) => void): ChildProcess {
+  return spawnTreeCli(tk, state, args, done);
 }
 
-const cli = (args: string[]): Promise<Run> => new Promise((resolve) => spawnCli(args, resolve));
+const cli = (args: string[]): Promise<TreeRun> => treeCli(tk, state, args);
 
 async function group1(): Promise<{ gpu: string | undefined; audio: string | undefined; overrides: (string | undefined)[]; vfioNode: boolean }> {
   await tk.settle();
@@ -54,7 +44,7 @@ const ON_HOST = { gpu: undefined, audio: 'snd_hda_intel', overrides: [undefined,
 const ON_VFIO = { gpu: 'vfio-pci', audio: 'vfio-pci', overrides: ['vfio-pci', 'vfio-pci'], vfioNode: true };
 
 beforeAll(async () => {
-  if (!existsSync(CLI)) throw new Error('dist/cli/main.js missing: npm test builds first (npm run build)');
+  if (!existsSync(CLI_PATH)) throw new Error('dist/cli/main.js missing: npm test builds first (npm run build)');
   profile = await loadBuiltinProfile('workstation-efifb');
 });
 beforeEach(async () => {
@@ -111,7 +101,7 @@ describe('exit codes of the README table (built CLI, materialised tree, real sta
     const probe = join(tk.root, 'sys/bus/pci/drivers_probe');
     await rm(probe);
     await new Promise<void>((resolve, reject) => execFile('mkfifo', [probe], (err) => (err ? reject(err) : resolve())));
-    let first: Run | undefined;
+    let first: TreeRun | undefined;
     const child = spawnCli(['prepare', GPU, '--allow-boot-gpu'], (r) => (first = r));
     try {
       const override = join(tk.root, `sys/bus/pci/devices/${GPU}/driver_override`);
