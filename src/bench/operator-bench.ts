@@ -29,6 +29,8 @@ export interface OperatorBenchOptions {
   nodes?: number;
   gpusPerNode?: number;
   timeoutMs?: number;
+  /** Watch events arrive this much after the writes that caused them (FakeApiServer.setWatchDelay). */
+  watchDelayMs?: number;
   /**
    * `child`: the operator runs in its own process, so its memory is measured alone (needs the compiled
    * .js: `npm run bench`). `inline`: same process as the fake API server (from vitest). Default: child
@@ -125,6 +127,7 @@ export async function runOperatorBench(opts: OperatorBenchOptions = {}): Promise
   const timeoutMs = opts.timeoutMs ?? 120_000;
   // The request log stays on: per-node write counts come from it.
   const server = await FakeApiServer.start();
+  if (opts.watchDelayMs) server.setWatchDelay(opts.watchDelayMs);
   const kubeConfig = server.kubeConfig();
   const api = new ClientNodeKubeApi({ kubeConfig });
   const agents = new SimulatedAgents({ api, kubeConfig, clock: realClock, logger: silentLogger });

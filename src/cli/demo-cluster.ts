@@ -88,7 +88,7 @@ export async function demoOperator(out: Out): Promise<void> {
       apiVersion: 'apiextensions.k8s.io/v1',
       kind: 'CustomResourceDefinition',
       metadata: { name: 'kubevirts.kubevirt.io' },
-      spec: { group: 'kubevirt.io', names: { plural: 'kubevirts', kind: 'KubeVirt' }, scope: 'Namespaced', versions: [{ name: 'v1', served: true, storage: true }] },
+      spec: { group: 'kubevirt.io', names: { plural: 'kubevirts', kind: 'KubeVirt' }, scope: 'Namespaced', versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }] },
     });
     server.seed('kubevirt.io', 'v1', 'kubevirts', { apiVersion: 'kubevirt.io/v1', kind: 'KubeVirt', metadata: { name: 'kubevirt', namespace: 'kubevirt' }, spec: { configuration: {} } });
     const kubeConfig = server.kubeConfig();

@@ -35,8 +35,10 @@ import { policyMatchesNode } from './select.js';
  * Read-your-writes: after a write the informer cache is stale until the watch delivers the change. A key
  * reconciled in that window would write the same thing again (one more request per node, and a duplicate
  * Event). So the object the API server returned is kept in an overlay and read instead of the cached one
- * while the cache still holds the version it had just before the write; any cache change ends it (the
- * cache may then be newer than our write, never older than what we read).
+ * while the cache still holds the version it had just before the write, or the version one of our own earlier
+ * writes in the same chain produced (two writes in a row — finalizer, then status — deliver two watch events,
+ * and the first one arrives after the second write: it is older than what we hold). Any other cache change
+ * ends it (the cache may then be newer than our write, never older than what we read).
  */
 
 export type OperatorKey = { readonly kind: 'policy' | 'node'; readonly name: string } | { readonly kind: 'kubevirt' };
@@ -101,8 +103,11 @@ export const CONTROLLER_NAME = 'gpupassthrough';
 
 interface Overlay {
   readonly object: KubeObject;
-  /** The cached object's resourceVersion just before our write; the overlay is read only while the cache still holds it. */
-  readonly baseRv: string | undefined;
+  /**
+   * Versions known to be older than `object`: the cached one just before our first write, and each version our
+   * own earlier writes in the chain produced. The overlay is read only while the cache holds one of them.
+   */
+  readonly olderRvs: ReadonlySet<string>;
 }
 
 type KubeVirtState = 'unknown' | 'absent' | 'present';
@@ -381,7 +386,7 @@ export class OperatorController {
   private dropStaleOverlay(res: ResourceRef, name: string, cached: KubeObject, deleted: boolean, namespace?: string): void {
     const key = this.overlayKey(res, name, namespace);
     const o = this.overlay.get(key);
-    if (o && (deleted || cached.metadata?.resourceVersion !== o.baseRv)) this.overlay.delete(key);
+    if (o && (deleted || !overlayHolds(o, cached.metadata?.resourceVersion))) this.overlay.delete(key);
   }
 
   private fresh<T extends KubeObject>(res: ResourceRef, cached: T, namespace?: string): T {
@@ -390,7 +395,7 @@ export class OperatorController {
     const key = this.overlayKey(res, name, namespace);
     const o = this.overlay.get(key);
     if (!o) return cached;
-    if (cached.metadata?.resourceVersion === o.baseRv) return o.object as T;
+    if (overlayHolds(o, cached.metadata?.resourceVersion)) return o.object as T;
     this.overlay.delete(key);
     return cached;
   }
@@ -405,8 +410,21 @@ export class OperatorController {
     if (name === undefined || rvBefore === undefined) return;
     const namespace = written.metadata?.namespace;
     const now = this.cachedFor(res, name, namespace)?.metadata?.resourceVersion;
-    if (now !== rvBefore || written.metadata?.resourceVersion === rvBefore) return;
-    this.overlay.set(this.overlayKey(res, name, namespace), { object: written, baseRv: rvBefore });
+    const writtenRv = written.metadata?.resourceVersion;
+    if (now === undefined || writtenRv === undefined) return;
+    const key = this.overlayKey(res, name, namespace);
+    const chain = this.overlay.get(key);
+    const olderRvs = new Set<string>([rvBefore]);
+    // Written over our own earlier write that the cache has not caught up with (or has just reached, during
+    // this write): every version of that chain is older than what we now hold.
+    if (chain && overlayHolds(chain, rvBefore)) {
+      for (const rv of chain.olderRvs) olderRvs.add(rv);
+      const chainRv = chain.object.metadata?.resourceVersion;
+      if (chainRv !== undefined) olderRvs.add(chainRv);
+    }
+    // The cache moved during the write to something outside that chain: it may be newer than our write.
+    if (!olderRvs.has(now) || olderRvs.has(writtenRv)) return;
+    this.overlay.set(key, { object: written, olderRvs });
   }
 
   // ------------------------------------------------------------------ views
@@ -590,4 +608,9 @@ export class OperatorController {
       this.log.debug({ write: w.kind, name: target?.name }, 'applied');
     }
   }
+}
+
+/** The overlay still applies when the cache holds a version older than it, or exactly the version it holds. */
+function overlayHolds(o: Overlay, cachedRv: string | undefined): boolean {
+  return cachedRv !== undefined && (o.olderRvs.has(cachedRv) || cachedRv === o.object.metadata?.resourceVersion);
 }

@@ -144,6 +144,7 @@ export class FakeApiServer {
   private readonly counters = new Map<string, number>();
   private readonly writes = new Map<string, number>(); // "<group>/<plural>/<name>" -> writes
   private latency: { ms: number; match: RequestMatch | undefined } | undefined;
+  private watchDelayMs = 0;
   private watchFaultMode: WatchFault | undefined;
   private rv = 0;
   /** Watches from a resourceVersion below this get 410 Gone. */
@@ -289,6 +290,14 @@ export class FakeApiServer {
   /** Answers every watch (all resources) as `fault` says until cleared (`undefined` or clearFaults). */
   setWatchFault(fault: WatchFault | undefined): void {
     this.watchFaultMode = fault;
+  }
+
+  /**
+   * Delivers every watch event `ms` later, in order (a loaded API server or a slow watch cache: a client's writes
+   * return before the watch shows them). 0 clears.
+   */
+  setWatchDelay(ms: number): void {
+    this.watchDelayMs = ms;
   }
 
   /** Delays every matching request (all when `match` is omitted) by `ms`; 0 clears. */
@@ -599,6 +608,7 @@ export class FakeApiServer {
       name = generated;
     }
     if (typeof name !== 'string' || name === '') throw new HttpError(422, 'Invalid', 'metadata.name: Required value');
+    if (t.kind === 'CustomResourceDefinition') requireCrdSchemas(name, obj);
     if (this.bucket(t).has(nsKey(namespace, name))) {
       throw new HttpError(409, 'AlreadyExists', `${t.plural}${t.group ? `.${t.group}` : ''} "${name}" already exists`);
     }
@@ -737,8 +747,15 @@ export class FakeApiServer {
   }
 
   private send(w: Watcher, ev: HistoryEvent): void {
-    ev.line ??= JSON.stringify({ type: ev.type, object: ev.object }) + '\n';
-    w.res.write(ev.line);
+    const line = (ev.line ??= JSON.stringify({ type: ev.type, object: ev.object }) + '\n');
+    if (this.watchDelayMs > 0) {
+      // Same delay for every event, so the order is kept.
+      setTimeout(() => {
+        if (this.watchers.has(w)) w.res.write(line);
+      }, this.watchDelayMs);
+      return;
+    }
+    w.res.write(line);
   }
 
   private watch(t: ResourceType, namespace: string | undefined, q: URLSearchParams, entry: RequestLogEntry, res: ServerResponse): void {
@@ -844,5 +861,19 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
+  });
+}
+
+/** apiextensions.k8s.io/v1 requires a structural schema on every version (the real server's validation). */
+function requireCrdSchemas(name: string, obj: Record<string, unknown>): void {
+  const versions = ((obj['spec'] as { versions?: { schema?: { openAPIV3Schema?: unknown } }[] } | undefined)?.versions ?? []);
+  versions.forEach((v, i) => {
+    if (v.schema?.openAPIV3Schema === undefined) {
+      throw new HttpError(
+        422,
+        'Invalid',
+        `CustomResourceDefinition.apiextensions.k8s.io "${name}" is invalid: spec.versions[${i}].schema.openAPIV3Schema: Required value: schemas are required`,
+      );
+    }
   });
 }

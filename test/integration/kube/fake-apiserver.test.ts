@@ -2,6 +2,7 @@ import { get as httpGet, request as httpRequest, type IncomingMessage } from 'no
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeApiServer } from '../../support/fake-apiserver/index.js';
 import { eventually } from '../../support/eventually.js';
+import { KUBEVIRT_CRD, KUBEVIRT_CRD_WITHOUT_SCHEMA } from '../../support/kubevirt-crd.js';
 
 interface WatchLine {
   type: string;
@@ -119,6 +120,22 @@ describe(FakeApiServer.name, () => {
     } finally {
       await small.close();
     }
+  });
+
+  it('refuses a v1 CRD without a schema as the real server does (422, "schemas are required")', async () => {
+    const r = await send(server.url, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', KUBEVIRT_CRD_WITHOUT_SCHEMA);
+    expect(r.status).toBe(422);
+    expect(JSON.stringify(r.body)).toContain('spec.versions[0].schema.openAPIV3Schema: Required value');
+    expect((await send(server.url, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', KUBEVIRT_CRD)).status).toBe(201);
+  });
+
+  it('delivers watch events late but in order under setWatchDelay, after the write has returned', async () => {
+    const w = await openWatch(`${server.url}/api/v1/nodes?watch=1&resourceVersion=0`);
+    server.setWatchDelay(200);
+    for (const name of ['a', 'b', 'c']) expect((await send(server.url, 'POST', '/api/v1/nodes', { metadata: { name } })).status).toBe(201);
+    expect(w.lines).toEqual([]);
+    await eventually(() => expect(w.lines.map((l) => l.object.metadata?.name)).toEqual(['a', 'b', 'c']), 5000);
+    w.close();
   });
 
   it('supports generateName, 409 AlreadyExists with a Status body, and counts requests per verb and resource', async () => {

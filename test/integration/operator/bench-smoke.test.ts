@@ -12,4 +12,11 @@ describe(runOperatorBench.name, () => {
     expect(r['operator.failed_writes']).toBe(0);
     expect(r['operator.converge_s']).toBeLessThanOrEqual(30);
   }, 120_000);
+
+  it('a slow watch (events 300 ms behind the writes) costs no conflicting write: the operator reads its own writes', async () => {
+    // Finalizer then status, status then status: each watch event arrives after the next write has returned.
+    const r = await runOperatorBench({ nodes: 20, timeoutMs: 60_000, watchDelayMs: 300 });
+    expect(r['operator.failed_writes']).toBe(0);
+    expect(r['operator.writes_per_node_max']).toBeLessThanOrEqual(3);
+  }, 120_000);
 });

@@ -1,18 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KUBEVIRT_MANAGED_ANNOTATION } from '../../../src/operator/api.js';
+import { KUBEVIRT_CRD } from '../../support/kubevirt-crd.js';
 import { type Cluster, condition, eventually, inventory, startCluster } from './harness.js';
 
-const KUBEVIRT_CRD = {
-  apiVersion: 'apiextensions.k8s.io/v1',
-  kind: 'CustomResourceDefinition',
-  metadata: { name: 'kubevirts.kubevirt.io' },
-  spec: {
-    group: 'kubevirt.io',
-    scope: 'Namespaced',
-    names: { plural: 'kubevirts', singular: 'kubevirt', kind: 'KubeVirt', listKind: 'KubeVirtList' },
-    versions: [{ name: 'v1', served: true, storage: true, subresources: { status: {} } }],
-  },
-};
 const USER_ENTRY = { pciVendorSelector: '10DE:1EB8', resourceName: 'nvidia.com/TU104GL_Tesla_T4' };
 
 function pciHostDevices(c: Cluster): unknown[] | undefined {

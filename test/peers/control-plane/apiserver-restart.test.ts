@@ -14,7 +14,6 @@
  * orders of magnitude; the assertion counts requests, it times nothing.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,7 +23,7 @@ import { stringify } from 'yaml';
 import { ControlPlane, controlPlaneBinaries } from '../../support/control-plane.js';
 import { startPodResources } from '../../integration/agent/support.js';
 import type { Obj } from './support.js';
-import { Discovery, REPO_ROOT, deployToolsMissing, kustomize, until } from './support.js';
+import { Discovery, REPO_ROOT, deployToolsMissing, kustomize, processLogs, startCli, until, type CliProcess } from './support.js';
 
 const bins = controlPlaneBinaries();
 const skip = bins.skip ?? deployToolsMissing();
@@ -77,7 +76,9 @@ class CountingProxy {
   }
 }
 
-interface Proc { name: string; child: ChildProcess; log: string[]; proxy: CountingProxy }
+interface Proc extends CliProcess {
+  readonly proxy: CountingProxy;
+}
 
 const AGENTS = [
   { node: 'node-a', client: 'light' },
@@ -105,16 +106,11 @@ describe.skipIf(skip)(`kube-apiserver restarted under running operator and agent
   }
 
   function start(name: string, proxy: CountingProxy, args: string[], env: Record<string, string> = {}): Proc {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-    const p: Proc = { name, child, log: [], proxy };
-    child.stderr?.on('data', (b: Buffer) => {
-      p.log.push(b.toString());
-      if (p.log.length > 300) p.log.splice(0, 100);
-    });
+    const p: Proc = { ...startCli(CLI, name, args, env), proxy };
     procs.push(p);
     return p;
   }
-  const logs = (): string => procs.map((p) => `--- ${p.name} (exit ${p.child.exitCode ?? p.child.signalCode ?? 'running'})\n${p.log.join('').slice(-1500)}`).join('\n');
+  const logs = (): string => processLogs(procs);
   const policy = async (name: string): Promise<Policy | undefined> => {
     const r = await cp.request<Policy>('GET', `${GPT}/${name}`);
     return r.status === 200 ? r.body : undefined;

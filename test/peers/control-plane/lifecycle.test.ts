@@ -6,17 +6,18 @@
  * (the real one is in the kubelet peer suite). The scenarios of test/integration/operator, converged.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FINALIZER, READY_LABEL } from '../../../src/operator/api.js';
 import { ControlPlane, controlPlaneBinaries } from '../../support/control-plane.js';
+import { KUBEVIRT_CRD_WITHOUT_SCHEMA } from '../../support/kubevirt-crd.js';
 import { peerBinary } from '../../support/peers.js';
 import { startPodResources } from '../../integration/agent/support.js';
 import type { Obj } from './support.js';
-import { Discovery, REPO_ROOT, deployToolsMissing, kustomize, until } from './support.js';
+import { Discovery, REPO_ROOT, deployToolsMissing, kustomize, processLogs, startCli, until, type CliProcess } from './support.js';
 
 const bins = controlPlaneBinaries();
 const skip = bins.skip ?? deployToolsMissing();
@@ -30,7 +31,7 @@ interface Condition { type: string; status: string; reason?: string }
 interface Policy extends Obj { status?: { conditions?: Condition[]; nodesMatched?: number; nodesReady?: number; gpusReady?: number; gpusFailed?: number; failingNodes?: { node: string }[] } }
 interface NodeState extends Obj { spec?: { gpus?: { address: string; policy?: string; resourceName?: string }[] }; status?: { gpus?: { address: string; phase: string; reason?: string }[] } }
 
-interface Proc { name: string; child: ChildProcess; log: string[] }
+type Proc = CliProcess;
 
 /** The agents: two H100 servers (light client and client-node) and a desktop whose GPU group is not viable. */
 const AGENTS = [
@@ -47,16 +48,11 @@ describe.skipIf(skip)(`operator and agents as their own ServiceAccounts on a rea
   const held = new Map<string, string[]>();
 
   function start(name: string, args: string[], env: Record<string, string> = {}): Proc {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-    const p: Proc = { name, child, log: [] };
-    child.stderr?.on('data', (b: Buffer) => {
-      p.log.push(b.toString());
-      if (p.log.length > 300) p.log.splice(0, 100);
-    });
+    const p = startCli(CLI, name, args, env);
     procs.push(p);
     return p;
   }
-  const logs = (): string => procs.map((p) => `--- ${p.name} (exit ${p.child.exitCode ?? p.child.signalCode ?? 'running'})\n${p.log.join('').slice(-1500)}`).join('\n');
+  const logs = (): string => processLogs(procs);
 
   let operatorKubeconfig: string;
   function startOperatorProcess(name: string): Proc {
@@ -201,19 +197,8 @@ describe.skipIf(skip)(`operator and agents as their own ServiceAccounts on a rea
   });
 
   it('KubeVirt registration: the operator adds its externalResourceProvider entry to the KubeVirt CR', async () => {
-    // KubeVirt's CRD as the fake-server tests install it (test/integration/operator/kubevirt.test.ts) has no
-    // schema: the fake server takes it, a real one refuses a v1 CRD without one.
-    const schemaless = {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: 'kubevirts.kubevirt.io' },
-      spec: {
-        group: 'kubevirt.io',
-        scope: 'Namespaced',
-        names: { plural: 'kubevirts', singular: 'kubevirt', kind: 'KubeVirt', listKind: 'KubeVirtList' },
-        versions: [{ name: 'v1', served: true, storage: true, subresources: { status: {} } }],
-      },
-    };
+    // A v1 CRD without a schema is refused by the real server (the fake one now refuses it the same way).
+    const schemaless = KUBEVIRT_CRD_WITHOUT_SCHEMA;
     const refused = await cp.request('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', { body: schemaless });
     expect(refused.status).toBe(422);
     expect(refused.text).toContain('spec.versions[0].schema.openAPIV3Schema: Required value');

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,4 +106,27 @@ export async function until<T>(what: string, fn: () => T | undefined | false | P
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
     await sleep(200);
   }
+}
+
+/** A CLI process a peers test started (operator, agent): its stderr kept as a bounded tail for failure messages. */
+export interface CliProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly log: string[];
+}
+
+/** Starts the built CLI with `args` and keeps the last ~200 stderr chunks in `log`. */
+export function startCli(cli: string, name: string, args: readonly string[], env: Record<string, string> = {}): CliProcess {
+  const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const p: CliProcess = { name, child, log: [] };
+  child.stderr?.on('data', (b: Buffer) => {
+    p.log.push(b.toString());
+    if (p.log.length > 300) p.log.splice(0, 100);
+  });
+  return p;
+}
+
+/** Every process's exit state and stderr tail, for an assertion message. */
+export function processLogs(procs: readonly CliProcess[]): string {
+  return procs.map((p) => `--- ${p.name} (exit ${p.child.exitCode ?? p.child.signalCode ?? 'running'})\n${p.log.join('').slice(-1500)}`).join('\n');
 }
