@@ -3,9 +3,9 @@ import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import type { KubeApi, KubeObject } from '../kube/index.js';
 import { CoreResources, ResilientInformer } from '../kube/index.js';
-import type { GpuStatus, InventoryGpu, NodeGpuPassthrough, NodeGpuPassthroughStatus } from './api.js';
-import { isNodeGpuPassthrough } from './api.js';
-import { NODE_GPU_PASSTHROUGH_REF } from './controller-apply.js';
+import type { GpuStatus, InventoryGpu, NodeGpuPassthrough, NodeGpuPassthroughStatus } from '../api/v1alpha1/index.js';
+import { isNodeGpuPassthrough } from '../api/v1alpha1/index.js';
+import { NODE_GPU_PASSTHROUGH_REF } from '../api/v1alpha1/index.js';
 
 /**
  * A fleet of simulated node agents for the operator's integration tests, demo and benchmark: it plays
