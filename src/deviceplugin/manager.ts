@@ -10,7 +10,7 @@ import type { AllocateRequest, AllocateResponse, DevicePluginApi, PreferredAlloc
 import { computeDeviceSets, diffDeviceSets, envVarClashes, toWireDevice } from './devices.js';
 import type { DeviceSets, PluginDevice } from './devices.js';
 import { ResourcePlugin } from './lifecycle.js';
-import type { Backoff } from './lifecycle.js';
+import type { Backoff } from '../core/backoff.js';
 import { PciIds } from './pci-ids.js';
 import { preferredAllocation } from './preferred.js';
 import { revalidateDevices } from './revalidate.js';
