@@ -6,16 +6,7 @@ import type { HandoffEngine } from '../handoff/engine.js';
 import type { HostSnapshot } from '../host/model.js';
 import type { KubeApi, KubeObject, ResourceRef } from '../kube/port.js';
 import { AlreadyExistsError, CoreResources } from '../kube/port.js';
-import {
-  API_VERSION,
-  inventoryEntry,
-  NODE_GPU_PASSTHROUGH,
-  type Condition,
-  type GpuStatus,
-  type NodeFacts,
-  type NodeGpuPassthrough,
-  type NodeGpuPassthroughStatus,
-} from '../operator/api.js';
+import { API_VERSION, inventoryEntry, NODE_GPU_PASSTHROUGH, parseNodeGpuPassthrough, type Condition, type GpuStatus, type NodeFacts, type NodeGpuPassthrough, type NodeGpuPassthroughStatus } from '../api/v1alpha1/index.js';
 import type { GpuStateRecorder, HostConsoleRecorder } from '../metrics/recorders.js';
 import type { GroupRecord } from '../handoff/plan.js';
 import { gpusInUse } from './in-use.js';
@@ -96,7 +87,7 @@ export class NodeAgent {
       spec: {},
     };
     try {
-      return (await this.deps.kube.create<KubeObject>(NODE_OBJECT, obj as KubeObject)) as unknown as NodeGpuPassthrough;
+      return parseNodeGpuPassthrough(await this.deps.kube.create<KubeObject>(NODE_OBJECT, obj as KubeObject));
     } catch (err) {
       if (err instanceof AlreadyExistsError) return this.getObject();
       throw err;
@@ -104,8 +95,8 @@ export class NodeAgent {
   }
 
   private async getObject(): Promise<NodeGpuPassthrough> {
-    // The operator's API types allow Date timestamps; on the wire they are strings.
-    return (await this.deps.kube.get<KubeObject>(NODE_OBJECT, this.deps.nodeName)) as unknown as NodeGpuPassthrough;
+    // Checked against the shipped CRD schema: a malformed object is an InvalidObjectError naming each field.
+    return parseNodeGpuPassthrough(await this.deps.kube.get<KubeObject>(NODE_OBJECT, this.deps.nodeName));
   }
 
   /** Resolves when no pass is running (shutdown waits for an in-flight handoff to finish and journal). */
