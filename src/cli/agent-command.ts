@@ -6,7 +6,7 @@ import { realClock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { discoverHost } from '../host/discover.js';
-import { namesFromSpec } from '../deviceplugin/resource-names-file.js';
+import { namesFromSpec } from '../devices/resource-names-file.js';
 import { DevicePluginManager, startDevicePlugins, DEFAULT_PLUGIN_DIR, type RunningDevicePlugins } from '../deviceplugin/manager.js';
 import { HttpKubeApi } from '../kube/http-kube-api.js';
 import { ObjectWatcher } from '../kube/object-watcher.js';

@@ -11,10 +11,10 @@ import { computeDeviceSets, diffDeviceSets, envVarClashes, toWireDevice } from '
 import type { DeviceSets, PluginDevice } from './devices.js';
 import { ResourcePlugin } from './lifecycle.js';
 import type { Backoff } from './lifecycle.js';
-import { PciIds } from './pci-ids.js';
+import { PciIds } from '../devices/pci-ids.js';
 import { preferredAllocation } from './preferred.js';
-import { revalidateDevices } from './revalidate.js';
-import { hostFingerprint } from './fingerprint.js';
+import { revalidateDevices } from '../devices/revalidate.js';
+import { hostFingerprint } from '../devices/fingerprint.js';
 import { compileResourceConfig, defaultResourceName, overrideFor, pciResourceEnvVar, socketFileName } from './resources.js';
 import type { ResourceConfig, ResourceNamer } from './resources.js';
 import { nodeSocketDir } from './socket-dir.js';
