@@ -44,6 +44,10 @@ describe('CDI spec', () => {
     const snapshot = await discoverHost(kernel);
     expect(cdiDevices(snapshot).map((d) => d.name)).toEqual(['gpu-0000-18-00-0', 'gpu-0000-3b-00-0', 'gpu-0000-bb-00-0']);
     expect(cdiDevices(snapshot, new Set(['0000:3b:00.0', '0000:9b:00.0'])).map((d) => d.name)).toEqual(['gpu-0000-3b-00-0']);
+    // The group node stays while the audio function is on vfio-pci: still no device for a GPU on its native driver.
+    const half = await snapshotOf('workstation-efifb', (p) => ({ ...p, loadedDrivers: [...(p.loadedDrivers ?? []), 'vfio-pci'], devices: p.devices.map((d) => (d.address === '0000:01:00.1' ? { ...d, driver: 'vfio-pci' } : d)) }));
+    expect(half.snapshot.vfioGroupNodes).toContain(1);
+    expect(cdiDevices(half.snapshot)).toEqual([]);
     const arm = await snapshotOf('arm64-domain-0004');
     expect(buildCdiSpec(cdiDevices(arm.snapshot))).toBeUndefined();
   });

@@ -1,4 +1,5 @@
 import type { HostSnapshot } from '../host/model.js';
+import { isVfioDriver } from '../host/vendor.js';
 import { groupDeviceNodes } from '../devices/allocation.js';
 import { CDI_KIND, CDI_CLASS, CDI_VENDOR, deviceName } from '../devices/names.js';
 
@@ -40,9 +41,11 @@ export interface CdiSpec {
 
 /**
  * The CDI devices for the snapshot's GPUs (those at `addresses` when given), sorted by address. Only GPUs
- * whose `/dev/vfio/<group>` exists get a device: a runtime stats every device node when it injects, so an
- * entry naming a missing node would fail every container that asks for it — and a GPU without its group
- * node cannot be used anyway. Pure.
+ * on vfio-pci (or a vfio-pci variant) whose `/dev/vfio/<group>` exists get a device: a runtime stats every
+ * device node when it injects, so an entry naming a missing node would fail every container that asks for
+ * it, and a GPU on its native driver cannot be passed through (its group node may still exist while its
+ * audio function stays on vfio-pci). Readiness beyond that (viability, BAR claims) is the front end's
+ * call: a GPU already given to a running VM must keep resolving when its container restarts. Pure.
  */
 export function cdiDevices(snapshot: HostSnapshot, addresses?: ReadonlySet<string>): CdiDevice[] {
   const nodes = new Set(snapshot.vfioGroupNodes);
@@ -50,7 +53,7 @@ export function cdiDevices(snapshot: HostSnapshot, addresses?: ReadonlySet<strin
   for (const gpu of snapshot.gpus) {
     const group = gpu.fn.iommuGroup;
     if (addresses !== undefined && !addresses.has(gpu.fn.address)) continue;
-    if (!snapshot.iommuEnabled || group === undefined || !nodes.has(group)) continue;
+    if (!snapshot.iommuEnabled || group === undefined || !nodes.has(group) || !isVfioDriver(gpu.fn.driver)) continue;
     out.push({
       name: deviceName(gpu.fn.address),
       containerEdits: { deviceNodes: groupDeviceNodes(snapshot, [group]).map((path) => ({ path, permissions: CDI_PERMISSIONS })) },
