@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import type { PciAddress } from '../core/pci-address.js';
-import { formatResourceNames, parseResourceNames, publicationKey } from '../deviceplugin/resource-names-file.js';
+import { formatResourceNames, parseResourceNames, publicationKey } from '../devices/resource-names-file.js';
 import type { HostSnapshot } from '../host/model.js';
 import { writeFileAtomic } from './atomic-write.js';
 

@@ -33,8 +33,10 @@ export const CLI_FLAGS: Record<string, Record<string, boolean>> = {
     '--node-name': true,
     '--device-plugin': true,
     '--resource-names-file': true,
+    '--cdi': false,
+    '--cdi-dir': true,
   },
-  plugin: { '--host-root': true, '--device-plugin-dir': true, '--metrics-addr': true, '--resource-names-file': true, '--resource-names-wait': true },
+  plugin: { '--host-root': true, '--device-plugin-dir': true, '--metrics-addr': true, '--resource-names-file': true, '--resource-names-wait': true, '--cdi': false, '--cdi-dir': true },
   operator: { '--metrics-addr': true, '--leader-elect': false, '--lease-namespace': true },
 };
 
