@@ -14,11 +14,14 @@ const protoPath = (p: string): string => fileURLToPath(new URL(`../../proto/${p}
 /** `PluginInfo.type` for DRA drivers (pluginregistration/v1 constants.go `DRAPlugin`). */
 export const DRA_PLUGIN_TYPE = 'DRAPlugin';
 /**
- * Full gRPC service names; a DRA plugin lists these in `supported_versions` and kubelet 1.34
- * (pkg/kubelet/cm/dra/plugin `servicesSupportedByKubelet`) picks the newest it knows.
+ * The registration labels of the DRA service versions (`DRAPluginService` in k8s.io/kubelet/pkg/apis/dra/{v1,v1beta1}
+ * types.go): a plugin lists them in `supported_versions`; kubelet 1.34.4 (dra_plugin_manager.go
+ * validateSupportedServices) takes the first entry of the plugin's list it knows, so v1 goes first. They
+ * are labels, not the gRPC names: the methods stay `/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/…`
+ * (h13c read this at the pinned kubelet; a full gRPC name in the list makes kubelet refuse the plugin).
  */
-export const DRA_SERVICE_V1 = 'k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin';
-export const DRA_SERVICE_V1BETA1 = 'k8s.io.kubelet.pkg.apis.dra.v1beta1.DRAPlugin';
+export const DRA_SERVICE_V1 = 'v1.DRAPlugin';
+export const DRA_SERVICE_V1BETA1 = 'v1beta1.DRAPlugin';
 export const DRA_SERVICES = [DRA_SERVICE_V1, DRA_SERVICE_V1BETA1] as const;
 
 export interface Claim {

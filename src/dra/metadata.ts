@@ -3,16 +3,20 @@ import type { DraFiles } from './files-node.js';
 import type { DeviceAttributes } from './slice.js';
 
 /**
- * KEP-5304 device metadata ("DRA device attributes downward API"), as the Kubernetes docs' device
- * metadata protocol describes it: inside the container, under
- * `/var/run/kubernetes.io/dra-device-attributes/`, a file
- * `resourceclaims/<claimName>/<requestName>/<driver>-metadata.json` (or
- * `resourceclaimtemplates/<podClaimName>/<requestName>/…` for a claim made from a template), holding a
- * `metadata.resource.k8s.io/v1alpha1` `DeviceMetadata` object. KubeVirt's virt-launcher (GPUsWithDRA)
- * reads `resource.kubernetes.io/pciBusID` from it. The driver writes the file on the host and bind-mounts
- * it read-only into the container through a per-claim CDI device.
+ * Device metadata for the container (KEP-5304, "DRA device attributes downward API"): a
+ * `metadata.resource.k8s.io/v1alpha1` `DeviceMetadata` object per request, from which KubeVirt's
+ * virt-launcher (GPUsWithDRA) takes `resource.kubernetes.io/pciBusID`. The driver writes the file on the
+ * host and bind-mounts it read-only into the container through a per-claim CDI device, at two places:
+ * - where KubeVirt v1.8.0 reads it (pkg/dra/utils.go DefaultMetadataBasePath, read by h13c at the pin):
+ *   `/var/run/dra-device-attributes/<claimName>/<request>/<driver>-metadata.json` (template claims are
+ *   found by globbing `*`/<request> and matching `podClaimName`);
+ * - where the Kubernetes docs' device metadata protocol puts it:
+ *   `/var/run/kubernetes.io/dra-device-attributes/resourceclaims/<claimName>/<request>/…` (or
+ *   `resourceclaimtemplates/<podClaimName>/<request>/…`).
+ * Kubernetes 1.34 itself writes nothing (no KEP-5304 code in kubelet or dynamic-resource-allocation v0.34).
  */
 export const METADATA_CONTAINER_ROOT = '/var/run/kubernetes.io/dra-device-attributes';
+export const KUBEVIRT_METADATA_ROOT = '/var/run/dra-device-attributes';
 export const METADATA_API_VERSION = 'metadata.resource.k8s.io/v1alpha1';
 /** Set by kube-controller-manager on claims it made from a pod's ResourceClaimTemplate. */
 export const POD_CLAIM_NAME_ANNOTATION = 'resource.kubernetes.io/pod-claim-name';
@@ -37,6 +41,11 @@ export function metadataContainerPath(claim: { name: string; podClaimName?: stri
   const top = request.split('/')[0]!;
   const base = claim.podClaimName !== undefined ? `resourceclaimtemplates/${claim.podClaimName}` : `resourceclaims/${claim.name}`;
   return `${METADATA_CONTAINER_ROOT}/${base}/${top}/${driver}-metadata.json`;
+}
+
+/** The path KubeVirt v1.8.0's virt-launcher reads: `/var/run/dra-device-attributes/<claimName>/<request>/<driver>-metadata.json`. */
+export function kubevirtMetadataPath(claim: { name: string }, request: string, driver: string): string {
+  return `${KUBEVIRT_METADATA_ROOT}/${claim.name}/${request.split('/')[0]!}/${driver}-metadata.json`;
 }
 
 export interface ClaimFiles {
@@ -83,7 +92,16 @@ export async function writeClaimFiles(opts: {
     await opts.files.writeAtomic(hostPath, `${JSON.stringify(doc)}\n`);
     files.push(hostPath);
     const name = `${claim.uid}-${top}`;
-    cdiDevices.push({ name, containerEdits: { mounts: [{ hostPath, containerPath: metadataContainerPath(claim, top, driver), options: ['ro', 'nosuid', 'nodev', 'bind'] }] } });
+    const options = ['ro', 'nosuid', 'nodev', 'bind'];
+    cdiDevices.push({
+      name,
+      containerEdits: {
+        mounts: [
+          { hostPath, containerPath: kubevirtMetadataPath(claim, top, driver), options },
+          { hostPath, containerPath: metadataContainerPath(claim, top, driver), options },
+        ],
+      },
+    });
     ids.set(top, `${CLAIM_CDI_KIND}=${name}`);
   }
   const spec = { cdiVersion: '0.6.0', kind: CLAIM_CDI_KIND, devices: cdiDevices };

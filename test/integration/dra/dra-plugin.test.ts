@@ -105,7 +105,7 @@ describe('DRA kubelet plugin over gRPC on a simulated server (ASPEED BMC + 4× H
       type: 'DRAPlugin',
       name: 'gpu.handoff.dev',
       endpoint: join(t.dir, 'plugins', 'dra.sock'),
-      supported_versions: ['k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin', 'k8s.io.kubelet.pkg.apis.dra.v1beta1.DRAPlugin'],
+      supported_versions: ['v1.DRAPlugin', 'v1beta1.DRAPlugin'],
     });
     await new Promise<void>((resolve, reject) => reg.NotifyRegistrationStatus({ plugin_registered: true, error: '' }, {}, (err) => (err ? reject(err) : resolve())));
     reg.close();
@@ -130,7 +130,19 @@ describe('DRA kubelet plugin over gRPC on a simulated server (ASPEED BMC + 4× H
     expect(meta.requests[0].devices[0].attributes['resource.kubernetes.io/pciBusID']).toEqual({ string: '0000:18:00.0' });
     const spec = JSON.parse(await readFile(join(t.dir, 'cdi', 'handoff.dev-claim_uid-1.json'), 'utf8'));
     expect(spec.kind).toBe('handoff.dev/claim');
-    expect(spec.devices[0].containerEdits.mounts[0].containerPath).toBe('/var/run/kubernetes.io/dra-device-attributes/resourceclaims/vm-gpu/gpu/gpu.handoff.dev-metadata.json');
+    const hostPath = join(t.dir, 'plugins', 'metadata', 'uid-1', 'gpu', 'gpu.handoff.dev-metadata.json');
+    expect(spec.devices).toEqual([
+      {
+        name: 'uid-1-gpu',
+        containerEdits: {
+          mounts: [
+            // KubeVirt v1.8.0's reader, and the Kubernetes docs' device metadata protocol.
+            { hostPath, containerPath: '/var/run/dra-device-attributes/vm-gpu/gpu/gpu.handoff.dev-metadata.json', options: ['ro', 'nosuid', 'nodev', 'bind'] },
+            { hostPath, containerPath: '/var/run/kubernetes.io/dra-device-attributes/resourceclaims/vm-gpu/gpu/gpu.handoff.dev-metadata.json', options: ['ro', 'nosuid', 'nodev', 'bind'] },
+          ],
+        },
+      },
+    ]);
 
     const un = await t.unprepare([ref('vm-gpu', 'uid-1')]);
     expect(un.claims['uid-1']).toEqual({ error: '' });
