@@ -14,6 +14,8 @@ import { DraDriver, type DraPolicy } from '../../../src/dra/driver.js';
 import { gpuFactsReader } from '../../../src/dra/facts.js';
 import { DraPluginServer } from '../../../src/dra/grpc-server.js';
 import { nodeDraFiles } from '../../../src/dra/files-node.js';
+import { CdiSpecWriter } from '../../../src/cdi/writer.js';
+import { NodeSpecDir } from '../../../src/state/spec-dir.js';
 import { HandoffEngine } from '../../../src/handoff/engine.js';
 import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import { SimulatedKernel } from '../../../src/sysfs/simulated-kernel.js';
@@ -58,6 +60,7 @@ async function setup(profile: string, policy: DraPolicy = { allowBootGpu: false,
     policy,
     metadataDir: join(dir, 'plugins', 'metadata'),
     cdiDir: join(dir, 'cdi'),
+    cdi: new CdiSpecWriter({ dir: new NodeSpecDir({ dir: join(dir, 'cdi') }), logger: silentLogger }),
     files: nodeDraFiles,
     facts: gpuFactsReader(kernel),
     clock: realClock,
@@ -121,6 +124,11 @@ describe('DRA kubelet plugin over gRPC on a simulated server (ASPEED BMC + 4× H
     });
     expect(await driverOf(t.kernel, '0000:18:00.0')).toBe('vfio-pci');
     expect(await driverOf(t.kernel, '0000:3b:00.0')).toBe('nvidia'); // not claimed: untouched
+    // The GPU CDI device the answer names exists, with the group's node (H100 0000:18:00.0 is group 31).
+    const gpuSpec = JSON.parse(await readFile(join(t.dir, 'cdi', 'handoff.dev-gpu.json'), 'utf8'));
+    expect(gpuSpec.kind).toBe('handoff.dev/gpu');
+    expect(gpuSpec.devices.map((d: { name: string }) => d.name)).toEqual(['gpu-0000-18-00-0']);
+    expect(JSON.stringify(gpuSpec.devices[0].containerEdits)).toContain('/dev/vfio/31');
     const meta = JSON.parse(await readFile(join(t.dir, 'plugins', 'metadata', 'uid-1', 'gpu', 'gpu.handoff.dev-metadata.json'), 'utf8'));
     expect(meta.apiVersion).toBe('metadata.resource.k8s.io/v1alpha1');
     expect(meta.kind).toBe('DeviceMetadata');
@@ -149,6 +157,7 @@ describe('DRA kubelet plugin over gRPC on a simulated server (ASPEED BMC + 4× H
     expect(await driverOf(t.kernel, '0000:18:00.0')).toBe('nvidia');
     expect((await t.kernel.readText('sys/bus/pci/devices/0000:18:00.0/driver_override'))?.trim()).toBe('(null)');
     await expect(stat(join(t.dir, 'cdi', 'handoff.dev-claim_uid-1.json'))).rejects.toThrow();
+    await expect(stat(join(t.dir, 'cdi', 'handoff.dev-gpu.json'))).rejects.toThrow(); // no GPU on vfio-pci left
     await expect(stat(join(t.dir, 'plugins', 'metadata', 'uid-1'))).rejects.toThrow();
     // Unprepare again (kubelet retries after a lost answer): still fine, nothing written.
     t.kernel.clearWriteLog();
