@@ -42,7 +42,7 @@ describe('DRA driver reading claims from the API server (fake, resource.k8s.io/v
     server = await FakeApiServer.start();
     api = new HttpKubeApi({ config: { server: server.url } });
     // As the scheduler leaves it: created by the user, allocation written to status.
-    const created = await api.create<KubeObject>(RESOURCE_CLAIMS, { apiVersion: 'resource.k8s.io/v1', kind: 'ResourceClaim', metadata: { name: 'vm-gpu', namespace: 'vms' }, spec: { devices: { requests: [] } } });
+    const created = await api.create<KubeObject & { spec?: unknown }>(RESOURCE_CLAIMS, { apiVersion: 'resource.k8s.io/v1', kind: 'ResourceClaim', metadata: { name: 'vm-gpu', namespace: 'vms' }, spec: { devices: { requests: [] } } });
     await api.replaceStatus(RESOURCE_CLAIMS, {
       ...created,
       status: { allocation: { devices: { results: [{ request: 'gpu', driver: 'gpu.handoff.dev', pool: 'node-a', device: 'gpu-0000-02-00-0' }] } } },
