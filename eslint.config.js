@@ -19,12 +19,13 @@ export default tseslint.config(
     // lint gets to "no /sys, /dev, /proc outside src/sysfs"; the exceptions are:
     //   src/sysfs                       the host port itself (/sys, /dev, /proc under --host-root)
     //   src/state                       the agent's state directory (journal, records, flock(1))
-    //   src/deviceplugin/socket-dir.ts  kubelet's device-plugin socket directory (fs.watch, lstat, unlink)
+    //   src/deviceplugin/socket-*.ts, grpc-*.ts   kubelet's device-plugin socket directory (fs.watch, lstat, unlink)
+    //   src/dra/grpc-*.ts, files-node.ts           kubelet's plugin registry and DRA plugin directory, metadata files
     //   src/api/v1alpha1/shipped-crds.ts, src/profiles   files shipped with the package (CRDs, host profiles)
     //   src/cli                         composition roots (kubeconfig, config files, log output)
     //   src/bench, src/testing, tests   test support, never on a production path
     files: ['src/**/*.ts'],
-    ignores: ['src/sysfs/**', 'src/state/**', 'src/cli/**', 'src/profiles/**', 'src/bench/**', 'src/testing/**', 'src/**/*.test.ts', 'src/deviceplugin/socket-dir.ts', 'src/api/v1alpha1/shipped-crds.ts'],
+    ignores: ['src/sysfs/**', 'src/state/**', 'src/cli/**', 'src/profiles/**', 'src/bench/**', 'src/testing/**', 'src/**/*.test.ts', 'src/deviceplugin/socket-*.ts', 'src/deviceplugin/grpc-*.ts', 'src/dra/grpc-*.ts', 'src/dra/files-node.ts', 'src/api/v1alpha1/shipped-crds.ts'],
     rules: {
       'no-restricted-imports': ['error', { paths: ['node:fs', 'node:fs/promises', 'fs', 'fs/promises', 'node:child_process', 'child_process'].map((name) => ({
         name,

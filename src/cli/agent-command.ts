@@ -20,6 +20,8 @@ import { NodeSpecDir } from '../state/spec-dir.js';
 import { NodeHost } from '../sysfs/node-host.js';
 import { OverlayReader } from '../sysfs/overlay-reader.js';
 import type { HostReader } from '../sysfs/port.js';
+import { parseFrontEnd, DEFAULT_FRONT_END } from '../devices/front-end.js';
+import { DEFAULT_DRA_PLUGIN_DIR, DEFAULT_REGISTRY_DIR } from '../dra/grpc-server.js';
 import { createEngine, openHost } from './host.js';
 import { loadLightKubeConfig } from './light-kubeconfig.js';
 import { createLogger } from './logger.js';
@@ -158,8 +160,24 @@ export function registerAgentCommand(program: Command): void {
     .option('--cdi', `${CDI_HELP} (embedded device plugin)`)
     .option('--cdi-dir <dir>', CDI_DIR_HELP, DEFAULT_CDI_DIR)
     .option('--profile <name|file>', 'simulated host instead of the real one (for trying it out)')
+    .option('--front-end <kind>', 'device-plugin: GPUs go to vfio-pci per the NodeGpuPassthrough spec and are offered to kubelet as extended resources; dra: the DRA kubelet plugin of driver gpu.handoff.dev (a GPU goes to vfio-pci when a claim for it is prepared)', DEFAULT_FRONT_END)
+    .option('--plugin-registry-dir <dir>', "dra: kubelet's plugin registry directory", DEFAULT_REGISTRY_DIR)
+    .option('--dra-plugin-dir <dir>', 'dra: directory of the DRA service socket and the device-metadata files', DEFAULT_DRA_PLUGIN_DIR)
+    .option('--allow-boot-gpu', "dra: the node's policy allows preparing the boot GPU (a claim must also ask, GpuConfig allowBootGpu: true)")
+    .option('--keep-on-vfio', 'dra: leave GPUs on vfio-pci when their claim is unprepared')
+    .option('--claims-dir <dir>', 'dra without an API server (tests, the QEMU guest): ResourceClaims from <dir>/<namespace>/<name>.json')
+    .option('--resource-slice-file <file>', 'dra without an API server: write the node\u2019s ResourceSlice here')
+    .option('--rescan-interval <duration>', 'dra: how often the host is rescanned for the ResourceSlice (hot add/remove)', '2s')
     .option('--log-level <level>', 'log level', 'info')
     .action(async (opts: {
+      frontEnd: string;
+      pluginRegistryDir: string;
+      draPluginDir: string;
+      allowBootGpu?: boolean;
+      keepOnVfio?: boolean;
+      claimsDir?: string;
+      resourceSliceFile?: string;
+      rescanInterval: string;
       cdi?: boolean;
       cdiDir: string;
       hostRoot: string;
@@ -178,6 +196,28 @@ export function registerAgentCommand(program: Command): void {
       logLevel: string;
     }) => {
       if (!opts.nodeName) throw new InvalidArgumentError('--node-name (or NODE_NAME) is required');
+      if (parseFrontEnd(opts.frontEnd) === 'dra') {
+        const { runDraFrontEnd } = await import('./dra-command.js');
+        await runDraFrontEnd({
+          nodeName: opts.nodeName,
+          hostRoot: opts.hostRoot,
+          stateDir: opts.stateDir,
+          ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
+          pluginRegistryDir: opts.pluginRegistryDir,
+          draPluginDir: opts.draPluginDir,
+          cdiDir: opts.cdiDir,
+          allowBootGpu: opts.allowBootGpu === true,
+          keepOnVfio: opts.keepOnVfio === true,
+          ...(opts.claimsDir !== undefined ? { claimsDir: opts.claimsDir } : {}),
+          ...(opts.resourceSliceFile !== undefined ? { resourceSliceFile: opts.resourceSliceFile } : {}),
+          ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
+          metricsAddr: opts.metricsAddr,
+          rescanMs: parseDuration(opts.rescanInterval),
+          logLevel: opts.logLevel,
+        });
+        return;
+      }
+      if (opts.claimsDir !== undefined || opts.resourceSliceFile !== undefined) throw new InvalidArgumentError('--claims-dir and --resource-slice-file belong to --front-end dra');
       if (opts.kubeClient !== 'light' && opts.kubeClient !== 'client-node') throw new InvalidArgumentError(`--kube-client must be light or client-node, not ${JSON.stringify(opts.kubeClient)}`);
       if (opts.devicePlugin !== 'embedded' && opts.devicePlugin !== 'off') throw new InvalidArgumentError(`--device-plugin must be embedded or off, not ${JSON.stringify(opts.devicePlugin)}`);
       const embedded = opts.devicePlugin === 'embedded';

@@ -10,7 +10,7 @@ import type { GpuPassthrough, NodeGpuPassthrough, NodeLike } from '../api/v1alph
 import type { KubeVirtCr } from '../api/kubevirt.js';
 import { isDeleting, isGpuPassthrough, isNodeGpuPassthrough } from '../api/v1alpha1/index.js';
 import { KUBEVIRT, isKubeVirtCr } from '../api/kubevirt.js';
-import { canonicalJson } from './canonical.js';
+import { canonicalJson } from '../core/canonical-json.js';
 import { GPU_PASSTHROUGH_REF, NODE_GPU_PASSTHROUGH_REF } from '../api/v1alpha1/index.js';
 import { WriteApplier } from './controller-apply.js';
 import { decideFinalizer } from './finalizer.js';

@@ -1,7 +1,7 @@
 import type { GpuPassthrough, NodeGpuPassthrough } from '../api/v1alpha1/index.js';
 import type { KubeVirtCr, PciHostDevice } from '../api/kubevirt.js';
 import { KUBEVIRT_MANAGED_ANNOTATION, isDeleting, resolvePolicySpec } from '../api/v1alpha1/index.js';
-import { canonicalJson } from './canonical.js';
+import { canonicalJson } from '../core/canonical-json.js';
 
 /**
  * KubeVirt registration: the operator adds each resource it creates to the KubeVirt CR's

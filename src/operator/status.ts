@@ -1,6 +1,6 @@
 import type { Condition, ConditionStatus, FailingNode, GpuPassthrough, GpuPassthroughStatus, NodeGpuPassthrough, NodeLike } from '../api/v1alpha1/index.js';
 import { MAX_FAILING_NODES, isDeleting, resolvePolicySpec } from '../api/v1alpha1/index.js';
-import { canonicalJson } from './canonical.js';
+import { canonicalJson } from '../core/canonical-json.js';
 import type { PendingRelease } from './finalizer.js';
 import type { Claim, ClusterMerge } from './merge.js';
 

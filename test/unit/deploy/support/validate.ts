@@ -33,14 +33,19 @@ export const CLI_FLAGS: Record<string, Record<string, boolean>> = {
     '--node-name': true,
     '--device-plugin': true,
     '--resource-names-file': true,
-    '--cdi': false,
+    '--front-end': true,
+    '--plugin-registry-dir': true,
+    '--dra-plugin-dir': true,
     '--cdi-dir': true,
+    '--allow-boot-gpu': false,
+    '--keep-on-vfio': false,
+    '--cdi': false,
   },
   plugin: { '--host-root': true, '--device-plugin-dir': true, '--metrics-addr': true, '--resource-names-file': true, '--resource-names-wait': true, '--cdi': false, '--cdi-dir': true },
   operator: { '--metrics-addr': true, '--leader-elect': false, '--lease-namespace': true },
 };
 
-const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'GpuPassthrough', 'NodeGpuPassthrough']);
+const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'GpuPassthrough', 'NodeGpuPassthrough', 'DeviceClass', 'ResourceSlice']);
 
 interface Container {
   name: string;
