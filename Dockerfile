@@ -31,7 +31,8 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/proto ./proto
-# The operator compares the installed CRDs with these at start-up (src/operator/crd-schema.ts resolves ../../deploy/crds).
+# The operator compares the installed CRDs with these at start-up, and the operator and the agent validate every
+# object they read against them (src/api/v1alpha1/crd.ts resolves ../../../deploy/crds from dist/api/v1alpha1).
 COPY deploy/crds ./deploy/crds
 RUN printf '#!/bin/sh\nexec node /app/dist/cli/main.js "$@"\n' > /usr/local/bin/vfio-handoff \
  && chmod 0755 /usr/local/bin/vfio-handoff

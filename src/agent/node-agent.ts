@@ -1,4 +1,6 @@
+import { backoffDelay } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
+import { CoalescedRun } from '../core/coalesced-run.js';
 import { HandoffError, NotFoundError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PciAddress } from '../core/pci-address.js';
@@ -6,7 +8,7 @@ import type { ApplyBasis, HandoffEngine, Intent } from '../handoff/engine.js';
 import type { HostSnapshot } from '../host/model.js';
 import type { KubeApi, KubeObject, ResourceRef } from '../kube/port.js';
 import { AlreadyExistsError, CoreResources } from '../kube/port.js';
-import { API_VERSION, NODE_GPU_PASSTHROUGH, type GpuStatus, type NodeGpuPassthrough, type NodeGpuPassthroughStatus } from '../operator/api.js';
+import { API_VERSION, NODE_GPU_PASSTHROUGH, parseNodeGpuPassthrough, type GpuStatus, type NodeGpuPassthrough, type NodeGpuPassthroughStatus } from '../api/v1alpha1/index.js';
 import type { GpuStateRecorder, HostConsoleRecorder } from '../metrics/recorders.js';
 import type { GroupRecord } from '../handoff/plan.js';
 import { gpusInUse } from './in-use.js';
@@ -28,7 +30,7 @@ export interface NodeAgentDeps {
   readonly recorder?: GpuStateRecorder & HostConsoleRecorder;
   /** Called after every pass with the current host and names: the device plugin rescans at once (it diffs, so idle passes push nothing). */
   readonly onHostChanged?: (snapshot: HostSnapshot, resourceNames: ReadonlyMap<string, string>) => void;
-  /** Retry delay after a failed prepare of a GPU, doubled per failure up to 10 minutes. */
+  /** Retry delay after a failed prepare of a GPU, doubled per failure up to 10 minutes, ±20 % jitter (src/core/backoff.ts). */
   readonly retryBaseMs?: number;
   /**
    * Withdraws GPUs from the device plugin (advertised Unhealthy, so kubelet allocates them to no new pod)
@@ -56,8 +58,9 @@ interface Failure {
  */
 export class NodeAgent {
   private readonly failures = new Map<string, Failure>();
-  private running: Promise<void> | undefined;
-  private again = false;
+  private readonly passes = new CoalescedRun(async () => {
+    await this.reconcileOnce();
+  });
 
   constructor(private readonly deps: NodeAgentDeps) {}
 
@@ -88,7 +91,7 @@ export class NodeAgent {
       spec: {},
     };
     try {
-      return (await this.deps.kube.create<KubeObject>(NODE_OBJECT, obj as KubeObject)) as unknown as NodeGpuPassthrough;
+      return parseNodeGpuPassthrough(await this.deps.kube.create<KubeObject>(NODE_OBJECT, obj as KubeObject));
     } catch (err) {
       if (err instanceof AlreadyExistsError) return this.getObject();
       throw err;
@@ -96,32 +99,18 @@ export class NodeAgent {
   }
 
   private async getObject(): Promise<NodeGpuPassthrough> {
-    // The operator's API types allow Date timestamps; on the wire they are strings.
-    return (await this.deps.kube.get<KubeObject>(NODE_OBJECT, this.deps.nodeName)) as unknown as NodeGpuPassthrough;
+    // Checked against the shipped CRD schema: a malformed object is an InvalidObjectError naming each field.
+    return parseNodeGpuPassthrough(await this.deps.kube.get<KubeObject>(NODE_OBJECT, this.deps.nodeName));
   }
 
   /** Resolves when no pass is running (shutdown waits for an in-flight handoff to finish and journal). */
-  async settled(): Promise<void> {
-    await this.running?.catch(() => undefined);
+  settled(): Promise<void> {
+    return this.passes.settled();
   }
 
   /** Runs one pass, or — if one is running — makes sure another follows it (passes never overlap). */
   trigger(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.reconcileOnce();
-        } while (this.again);
-      } finally {
-        this.running = undefined;
-      }
-    })();
-    return this.running;
+    return this.passes.trigger();
   }
 
   /**
@@ -208,7 +197,7 @@ export class NodeAgent {
   private fail(address: string, reason: string, message: string): void {
     const prev = this.failures.get(address);
     const count = (prev?.count ?? 0) + 1;
-    const delay = Math.min((this.deps.retryBaseMs ?? 30_000) * 2 ** (count - 1), 600_000);
+    const delay = backoffDelay(count - 1, { initialMs: this.deps.retryBaseMs ?? 30_000, maxMs: 600_000 });
     this.failures.set(address, { reason, message, count, notBefore: this.deps.clock.now() + delay });
   }
 

@@ -4,7 +4,7 @@ import type { GroupRecord } from '../handoff/plan.js';
 import { assessGpu } from '../handoff/verdict.js';
 import type { HostSnapshot } from '../host/model.js';
 import { onVfio } from '../host/readiness.js';
-import type { DesiredGpu, GpuPhase, GpuStatus, NodeGpuPassthroughSpec } from '../operator/api.js';
+import type { DesiredGpu, GpuPhase, GpuStatus, NodeGpuPassthroughSpec } from '../api/v1alpha1/index.js';
 
 /** What the agent should do next on its node, decided from the desired spec and the host — pure. */
 export interface NodeActions {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { PciAddress } from '../core/pci-address.js';
 import { discoverHost } from '../host/discover.js';
 import type { HostSnapshot } from '../host/model.js';
-import type { Condition, GpuStatus } from '../operator/api.js';
+import type { Condition, GpuStatus } from '../api/v1alpha1/index.js';
 import { loadBuiltinProfile } from '../profiles/load.js';
 import { SimulatedKernel } from '../sysfs/simulated-kernel.js';
 import { agentGauges, nodeFacts, nodeStatus, readyCondition } from './node-status.js';

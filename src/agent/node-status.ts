@@ -1,6 +1,6 @@
 import type { GroupRecord } from '../handoff/plan.js';
 import type { HostSnapshot } from '../host/model.js';
-import { inventoryEntry, type Condition, type GpuPhase, type GpuStatus, type NodeFacts, type NodeGpuPassthroughStatus } from '../operator/api.js';
+import { inventoryEntry, type Condition, type GpuPhase, type GpuStatus, type NodeFacts, type NodeGpuPassthroughStatus } from '../api/v1alpha1/index.js';
 
 /**
  * What the agent reports, as pure functions of what it read: the NodeGpuPassthrough status (inventory,

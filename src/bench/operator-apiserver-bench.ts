@@ -7,8 +7,8 @@ import { parse } from 'yaml';
 import { realClock } from '../core/clock.js';
 import { silentLogger } from '../core/logger.js';
 import { ClientNodeKubeApi } from '../kube/index.js';
-import { GPU_PASSTHROUGH_REF } from '../operator/controller-apply.js';
-import { SimulatedAgents } from '../operator/controller-sim-agents.js';
+import { GPU_PASSTHROUGH_REF } from '../api/v1alpha1/index.js';
+import { SimulatedAgents } from '../testing/simulated-agents.js';
 import { ControlPlane } from '../testing/control-plane.js';
 import { CHILD_FLAG, inventoryOf, nextMessage, type MemoryReport } from './operator-bench.js';
 

@@ -5,10 +5,10 @@ import { realClock } from '../core/clock.js';
 import { silentLogger } from '../core/logger.js';
 import { ClientNodeKubeApi } from '../kube/index.js';
 import { noopReconcileRecorder } from '../metrics/recorders.js';
-import type { GpuPassthrough, InventoryGpu } from '../operator/api.js';
-import { READY_LABEL } from '../operator/api.js';
-import { GPU_PASSTHROUGH_REF } from '../operator/controller-apply.js';
-import { SimulatedAgents } from '../operator/controller-sim-agents.js';
+import type { GpuPassthrough, InventoryGpu } from '../api/v1alpha1/index.js';
+import { READY_LABEL } from '../api/v1alpha1/index.js';
+import { GPU_PASSTHROUGH_REF } from '../api/v1alpha1/index.js';
+import { SimulatedAgents } from '../testing/simulated-agents.js';
 import { startOperator } from '../operator/run-operator.js';
 import { FakeApiServer } from '../testing/fake-apiserver/index.js';
 

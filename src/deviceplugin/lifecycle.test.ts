@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay } from './lifecycle.js';
+import { backoffDelay } from '../core/backoff.js';
 
 describe(backoffDelay.name, () => {
   const b = { initialMs: 100, maxMs: 1000 };

@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js';
 import { ConflictError, KubeletError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PluginRecorder } from '../metrics/recorders.js';
+import { backoffDelay, type Backoff } from '../core/backoff.js';
 import { API_VERSION, KUBELET_SOCKET } from './api.js';
 import type { Device, DevicePluginApi } from './api.js';
 import { GrpcPluginServer, PLUGIN_OPTIONS, probePlugin, registerWithKubelet } from './grpc-plugin-server.js';
@@ -13,17 +14,7 @@ import type { SocketDir } from './socket-dir.js';
 export type PluginPhase = 'idle' | 'serving' | 'registered' | 'restarting' | 'stopped';
 export type ReregisterTrigger = 'kubelet_restart' | 'socket_removed' | 'stream_broken' | 'retry';
 
-export interface Backoff {
-  readonly initialMs: number;
-  readonly maxMs: number;
-}
 export const DEFAULT_BACKOFF: Backoff = { initialMs: 250, maxMs: 30_000 };
-
-/** Capped exponential backoff with ±20 % jitter (so restarted plugins do not hit kubelet in lockstep). */
-export function backoffDelay(attempt: number, b: Backoff, random: () => number = Math.random): number {
-  const base = Math.min(b.maxMs, b.initialMs * 2 ** Math.max(0, attempt));
-  return Math.round(base * (0.8 + 0.4 * random()));
-}
 
 export interface ResourcePluginDeps {
   readonly resource: string;

@@ -10,7 +10,8 @@ import type { AllocateRequest, AllocateResponse, DevicePluginApi, PreferredAlloc
 import { computeDeviceSets, diffDeviceSets, envVarClashes, toWireDevice } from './devices.js';
 import type { DeviceSets, PluginDevice } from './devices.js';
 import { ResourcePlugin } from './lifecycle.js';
-import type { Backoff } from './lifecycle.js';
+import type { Backoff } from '../core/backoff.js';
+import { CoalescedRun } from '../core/coalesced-run.js';
 import { PciIds } from './pci-ids.js';
 import { preferredAllocation } from './preferred.js';
 import { revalidateDevices } from './revalidate.js';
@@ -64,10 +65,9 @@ export class DevicePluginManager {
   private readonly api: DevicePluginApi;
   private readonly abort = new AbortController();
   private dirWatch: DirWatch | undefined;
-  private scanning: Promise<void> | undefined;
+  private readonly scans = new CoalescedRun(() => this.rescanOnce(), () => !this.stopped);
   private fingerprint: string | undefined;
   private lastFullScan = 0;
-  private rescanAgain = false;
   private loops: Promise<void>[] = [];
   private stopped = false;
 
@@ -99,21 +99,7 @@ export class DevicePluginManager {
 
   /** Rescans now (coalesced with a scan already running: that one is followed by exactly one more). */
   rescan(): Promise<void> {
-    if (this.scanning) {
-      this.rescanAgain = true;
-      return this.scanning;
-    }
-    this.scanning = (async () => {
-      try {
-        do {
-          this.rescanAgain = false;
-          await this.rescanOnce();
-        } while (this.rescanAgain && !this.stopped);
-      } finally {
-        this.scanning = undefined;
-      }
-    })();
-    return this.scanning;
+    return this.scans.trigger();
   }
 
   /**
@@ -143,7 +129,7 @@ export class DevicePluginManager {
     this.abort.abort();
     this.dirWatch?.close();
     await Promise.allSettled(this.loops);
-    await this.scanning?.catch(() => undefined);
+    await this.scans.settled();
     await Promise.all([...this.plugins.values()].map((p) => p.stop()));
     this.plugins.clear();
   }

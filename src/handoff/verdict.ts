@@ -4,34 +4,12 @@ import type { Gpu, HostSnapshot, IommuPlatform } from '../host/model.js';
 import { knownResetQuirk } from '../host/vendor.js';
 import { describeClass, endpoints, formatClass, groupMembers, VFIO_DRIVER, type GroupMember } from './group.js';
 import { sysfbRemoval } from './kernel-rules.js';
+import type { ReasonCode, WarningCode } from '../api/v1alpha1/reasons.js';
 import { barClaimsOf, notReady } from '../host/readiness.js';
 
 export type Verdict = 'ready' | 'preparable' | 'blocked';
 
-export const REASON_CODES = [
-  'IOMMU_OFF',
-  'NO_IOMMU_GROUP',
-  'FOREIGN_DEVICE',
-  'BOOT_GPU_NOT_PERMITTED',
-  'VFIO_PCI_MISSING',
-  'SRIOV_VFS_ENABLED',
-  'HOST_DRIVER_BUSY',
-  'BAR_CLAIMED',
-] as const;
-export type ReasonCode = (typeof REASON_CODES)[number];
-
-export const WARNING_CODES = [
-  'CONSOLE_WILL_GO_DARK',
-  'SYSFB_REMOVED_BY_ANY_VGA',
-  'FRAMEBUFFER_NOT_RESTORABLE',
-  'NO_RESET_METHOD',
-  'RESET_METHOD_UNKNOWN',
-  'BOOT_GPU',
-  'FOREIGN_DEVICE_ON_VFIO',
-  'NO_NATIVE_DRIVER',
-  'VFIO_NODE_MISSING',
-] as const;
-export type WarningCode = (typeof WARNING_CODES)[number];
+export { REASON_CODES, WARNING_CODES, type ReasonCode, type WarningCode } from '../api/v1alpha1/reasons.js';
 
 export interface Finding<C extends string> {
   readonly code: C;

@@ -15,7 +15,7 @@ import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { collectionPath, type KubeApi, type KubeObject, type ResourceRef } from './kube-api.js';
 import { describeResource } from './port.js';
-import { jitteredBackoff, statusOf, WatchRestartLog, WatchRestarts, type WatchEnd, type WatchRestartOptions } from './watch-restarts.js';
+import { statusOf, WatchRestartLog, WatchRestarts, type WatchEnd, type WatchRestartOptions } from './watch-restarts.js';
 
 export interface InformerHandlers<T> {
   add?(obj: T): void;
@@ -25,10 +25,8 @@ export interface InformerHandlers<T> {
   resync?(obj: T): void;
 }
 
-export interface BackoffOptions {
-  initialMs: number;
-  maxMs: number;
-}
+/** Per-key requeue pacing of the work queue (kept under this name for src/kube's public API). */
+export type { Backoff as BackoffOptions } from '../core/backoff.js';
 
 export interface ResilientInformerOptions {
   resource: ResourceRef;
@@ -136,11 +134,6 @@ class ClosableWatch extends Watch {
     for (const c of this.open) c.abort();
     this.open.clear();
   }
-}
-
-/** Capped exponential backoff with jitter: attempt 0 → ~initial, then doubling up to max. */
-export function backoffDelay(attempt: number, opts: BackoffOptions, random: () => number = Math.random): number {
-  return jitteredBackoff(attempt, opts.initialMs, opts.maxMs, random);
 }
 
 export class ResilientInformer<T extends KubeObject> {

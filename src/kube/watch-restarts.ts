@@ -15,6 +15,7 @@
 import type { Clock } from '../core/clock.js';
 import { KubeApiError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { backoffDelay } from '../core/backoff.js';
 import { ResourceExpiredError } from './port.js';
 
 export interface WatchRestartOptions {
@@ -38,12 +39,6 @@ export interface WatchRestartDeps {
 
 /** How a watch ended, as the pacing sees it. */
 export type WatchEnd = 'healthy' | 'short' | 'expired' | 'forbidden' | 'failed';
-
-/** Capped exponential backoff with ±20 % jitter: attempt 0 → ~initial, then doubling up to max. */
-export function jitteredBackoff(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
-  const base = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
-  return Math.round(base * (0.8 + 0.4 * random()));
-}
 
 export class WatchRestarts {
   private readonly o: Required<WatchRestartOptions>;
@@ -115,7 +110,7 @@ export class WatchRestarts {
   }
 
   private fail(now: number): void {
-    const delay = jitteredBackoff(this.failures, this.o.initialMs, this.o.maxMs, this.deps.random);
+    const delay = backoffDelay(this.failures, { initialMs: this.o.initialMs, maxMs: this.o.maxMs }, this.deps.random);
     this.failures++;
     this.notBefore = Math.max(this.notBefore, now + delay);
   }

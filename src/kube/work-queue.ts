@@ -11,7 +11,7 @@ import type { Clock } from '../core/clock.js';
 import { ConflictError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ReconcileRecorder } from '../metrics/recorders.js';
-import { backoffDelay, type BackoffOptions } from './informer.js';
+import { backoffDelay, type Backoff as BackoffOptions } from '../core/backoff.js';
 
 export interface ReconcileOutcome {
   /** Run this key again after the delay even though the reconcile succeeded (polling, waiting on agents). */

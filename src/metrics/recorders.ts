@@ -1,6 +1,6 @@
 import { ERROR_CODES } from '../core/errors.js';
-import { REASON_CODES } from '../handoff/verdict.js';
-import type { GpuPhase } from '../operator/api.js';
+import { REASON_CODES } from '../api/v1alpha1/index.js';
+import type { GpuPhase } from '../api/v1alpha1/index.js';
 /**
  * Narrow recorder interfaces: domain modules report through these and never import prom-client.
  * src/metrics/metrics.ts implements them over an injected prom-client Registry.
@@ -48,7 +48,7 @@ export const noopReconcileRecorder: ReconcileRecorder = {
 // ---------------------------------------------------------------------------------------------
 
 /** Per-GPU phases, as in NodeGpuPassthrough status.gpus[].phase (one vocabulary: the CRD's). */
-export { GPU_PHASES, type GpuPhase } from '../operator/api.js';
+export { GPU_PHASES, type GpuPhase } from '../api/v1alpha1/index.js';
 
 /**
  * Reason codes a handoff attempt may finish with: 'none' for success, the error codes of

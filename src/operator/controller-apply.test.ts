@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { KubeApi, KubeObject, Patch, ResourceRef } from '../kube/index.js';
-import { FINALIZER } from './api.js';
+import { FINALIZER } from '../api/v1alpha1/index.js';
 import { WriteApplier, replacingMergePatch } from './controller-apply.js';
 import { parseKey } from './controller.js';
 import type { Write } from './plan.js';

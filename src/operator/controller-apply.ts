@@ -1,7 +1,7 @@
 import type { EventRecorder, KubeApi, KubeObject, ResourceRef } from '../kube/index.js';
 import { CoreResources } from '../kube/index.js';
-import type { GpuPassthroughStatus } from './api.js';
-import { API_VERSION, GPU_PASSTHROUGH, NODE_GPU_PASSTHROUGH } from './api.js';
+import type { GpuPassthroughStatus } from '../api/v1alpha1/index.js';
+import { API_VERSION } from '../api/v1alpha1/index.js';
 import type { EventTarget, Write } from './plan.js';
 
 /**
@@ -17,21 +17,7 @@ import type { EventTarget, Write } from './plan.js';
  * overwrite what its successor wrote); the controller adds a lease fencing check before every write.
  */
 
-export const GPU_PASSTHROUGH_REF: ResourceRef = {
-  group: GPU_PASSTHROUGH.group,
-  version: GPU_PASSTHROUGH.version,
-  plural: GPU_PASSTHROUGH.plural,
-  kind: GPU_PASSTHROUGH.kind,
-  namespaced: false,
-};
-
-export const NODE_GPU_PASSTHROUGH_REF: ResourceRef = {
-  group: NODE_GPU_PASSTHROUGH.group,
-  version: NODE_GPU_PASSTHROUGH.version,
-  plural: NODE_GPU_PASSTHROUGH.plural,
-  kind: NODE_GPU_PASSTHROUGH.kind,
-  namespaced: false,
-};
+import { GPU_PASSTHROUGH_REF, NODE_GPU_PASSTHROUGH_REF } from '../api/v1alpha1/index.js';
 
 /** Where a write's result lands, so the controller can read its own writes before the watch delivers them. */
 export interface WrittenObject {

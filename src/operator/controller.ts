@@ -6,10 +6,13 @@ import type { BackoffOptions, EventRecorder, KubeApi, KubeObject, ReconcileOutco
 import type { WatchRestartOptions } from '../kube/watch-restarts.js';
 import { CoreResources, ResilientInformer, WorkQueue } from '../kube/index.js';
 import type { PolicyRecorder, ReconcileRecorder } from '../metrics/recorders.js';
-import type { GpuPassthrough, KubeVirtCr, NodeGpuPassthrough, NodeLike } from './api.js';
-import { KUBEVIRT, isDeleting, isGpuPassthrough, isKubeVirtCr, isNodeGpuPassthrough } from './api.js';
+import type { GpuPassthrough, NodeGpuPassthrough, NodeLike } from '../api/v1alpha1/index.js';
+import type { KubeVirtCr } from '../api/kubevirt.js';
+import { isDeleting, isGpuPassthrough, isNodeGpuPassthrough } from '../api/v1alpha1/index.js';
+import { KUBEVIRT, isKubeVirtCr } from '../api/kubevirt.js';
 import { canonicalJson } from './canonical.js';
-import { GPU_PASSTHROUGH_REF, NODE_GPU_PASSTHROUGH_REF, WriteApplier } from './controller-apply.js';
+import { GPU_PASSTHROUGH_REF, NODE_GPU_PASSTHROUGH_REF } from '../api/v1alpha1/index.js';
+import { WriteApplier } from './controller-apply.js';
 import { decideFinalizer } from './finalizer.js';
 import type { ClusterView, Write } from './plan.js';
 import { orphanDeadline, reconcileKubeVirt, reconcileNode, reconcilePolicy } from './plan.js';

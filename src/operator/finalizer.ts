@@ -1,5 +1,5 @@
-import type { GpuPassthrough, GpuPhase, NodeGpuPassthrough, NodeLike } from './api.js';
-import { FINALIZER, isDeleting, resolvePolicySpec } from './api.js';
+import type { GpuPassthrough, GpuPhase, NodeGpuPassthrough, NodeLike } from '../api/v1alpha1/index.js';
+import { FINALIZER, isDeleting, resolvePolicySpec } from '../api/v1alpha1/index.js';
 import { policyMatchesNode, selectGpus } from './select.js';
 
 /**

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { KubeVirtCr, PciHostDevice } from './api.js';
-import { KUBEVIRT_MANAGED_ANNOTATION } from './api.js';
-import { gpu, gpuStatus, nodeState, policy } from './fixtures.js';
+import type { KubeVirtCr, PciHostDevice } from '../api/kubevirt.js';
+import { KUBEVIRT_MANAGED_ANNOTATION } from '../api/v1alpha1/index.js';
+import { gpu, gpuStatus, nodeState, policy } from '../testing/operator-fixtures.js';
 import type { ManagedEntry } from './kubevirt.js';
 import { desiredKubeVirtDevices, parseManaged, pciVendorSelector, planKubeVirt } from './kubevirt.js';
 

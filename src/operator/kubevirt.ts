@@ -1,5 +1,6 @@
-import type { GpuPassthrough, KubeVirtCr, NodeGpuPassthrough, PciHostDevice } from './api.js';
-import { KUBEVIRT_MANAGED_ANNOTATION, isDeleting, resolvePolicySpec } from './api.js';
+import type { GpuPassthrough, NodeGpuPassthrough } from '../api/v1alpha1/index.js';
+import type { KubeVirtCr, PciHostDevice } from '../api/kubevirt.js';
+import { KUBEVIRT_MANAGED_ANNOTATION, isDeleting, resolvePolicySpec } from '../api/v1alpha1/index.js';
 import { canonicalJson } from './canonical.js';
 
 /**

@@ -1,5 +1,5 @@
-import type { NodeGpuPassthrough, NodeGpuPassthroughSpec, NodeLike } from './api.js';
-import { READY_LABEL } from './api.js';
+import type { NodeGpuPassthrough, NodeGpuPassthroughSpec, NodeLike } from '../api/v1alpha1/index.js';
+import { READY_LABEL } from '../api/v1alpha1/index.js';
 
 /**
  * The scheduling label `handoff.dev/passthrough-ready` on a Node. Pure.

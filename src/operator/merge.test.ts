@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { GpuPassthrough } from './api.js';
-import { gpu, node, nodeState, policy } from './fixtures.js';
+import type { GpuPassthrough } from '../api/v1alpha1/index.js';
+import { gpu, node, nodeState, policy } from '../testing/operator-fixtures.js';
 import { comparePolicies, mergeCluster, mergeNode, nodeSpecsEqual } from './merge.js';
 
 const inv = [gpu(0), gpu(1), gpu(2, { bootGpu: true, class: '0x030000' })];

@@ -1,12 +1,5 @@
-import type {
-  DesiredGpu,
-  GpuPassthrough,
-  InventoryGpu,
-  NodeGpuPassthrough,
-  NodeGpuPassthroughSpec,
-  NodeLike,
-} from './api.js';
-import { isDeleting, resolvePolicySpec, timeOf } from './api.js';
+import type { DesiredGpu, GpuPassthrough, InventoryGpu, NodeGpuPassthrough, NodeGpuPassthroughSpec, NodeLike } from '../api/v1alpha1/index.js';
+import { isDeleting, resolvePolicySpec, timeOf } from '../api/v1alpha1/index.js';
 import { policyMatchesNode, selectGpus } from './select.js';
 
 /**

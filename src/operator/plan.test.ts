@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { GpuPassthrough, KubeVirtCr, NodeGpuPassthrough, NodeLike } from './api.js';
-import { FINALIZER, KUBEVIRT_MANAGED_ANNOTATION, READY_LABEL } from './api.js';
+import type { GpuPassthrough, NodeGpuPassthrough, NodeLike } from '../api/v1alpha1/index.js';
+import type { KubeVirtCr } from '../api/kubevirt.js';
+import { FINALIZER, KUBEVIRT_MANAGED_ANNOTATION, READY_LABEL } from '../api/v1alpha1/index.js';
 import { decideFinalizer, pendingReleases } from './finalizer.js';
-import { gpu, gpuStatus, node, nodeState, policy } from './fixtures.js';
+import { gpu, gpuStatus, node, nodeState, policy } from '../testing/operator-fixtures.js';
 import { nodeReady, readyLabelChange } from './labels.js';
 import type { ClusterView, Write } from './plan.js';
 import { reconcileKubeVirt, reconcileNode, reconcilePolicy } from './plan.js';

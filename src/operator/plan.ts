@@ -1,13 +1,6 @@
-import type {
-  Condition,
-  GpuPassthrough,
-  GpuPassthroughStatus,
-  KubeVirtCr,
-  NodeGpuPassthrough,
-  NodeGpuPassthroughSpec,
-  NodeLike,
-} from './api.js';
-import { FINALIZER, READY_LABEL, timeOf } from './api.js';
+import type { Condition, GpuPassthrough, GpuPassthroughStatus, NodeGpuPassthrough, NodeGpuPassthroughSpec, NodeLike } from '../api/v1alpha1/index.js';
+import type { KubeVirtCr } from '../api/kubevirt.js';
+import { FINALIZER, READY_LABEL, timeOf } from '../api/v1alpha1/index.js';
 import { decideFinalizer } from './finalizer.js';
 import type { KubeVirtChange } from './kubevirt.js';
 import { desiredKubeVirtDevices, planKubeVirt } from './kubevirt.js';

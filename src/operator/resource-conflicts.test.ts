@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { gpuStatus, nodeState, policy } from './fixtures.js';
+import { gpuStatus, nodeState, policy } from '../testing/operator-fixtures.js';
 import { resourceConflicts } from './resource-conflicts.js';
 
 describe(resourceConflicts.name, () => {

@@ -1,6 +1,7 @@
 import { extendedResourceNameProblem, pciResourceEnvVar } from '../core/resource-name.js';
-import type { GpuPassthrough, GpuPassthroughStatus, KubeVirtCr, NodeGpuPassthrough } from './api.js';
-import { KUBEVIRT_MANAGED_ANNOTATION, resolvePolicySpec } from './api.js';
+import type { GpuPassthrough, GpuPassthroughStatus, NodeGpuPassthrough } from '../api/v1alpha1/index.js';
+import type { KubeVirtCr } from '../api/kubevirt.js';
+import { KUBEVIRT_MANAGED_ANNOTATION, resolvePolicySpec } from '../api/v1alpha1/index.js';
 import { desiredKubeVirtDevices, parseManaged } from './kubevirt.js';
 import { applyCondition } from './status.js';
 

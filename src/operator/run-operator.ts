@@ -5,8 +5,8 @@ import type { Logger } from '../core/logger.js';
 import type { KubeApi } from '../kube/index.js';
 import { ClientNodeKubeApi, CoreResources, EventRecorder, LeaderElector } from '../kube/index.js';
 import type { PolicyRecorder, ReconcileRecorder } from '../metrics/recorders.js';
-import type { CrdCheck, ReadText } from './crd-schema.js';
-import { SHIPPED_KINDS, checkInstalledCrd, loadCrd } from './crd-schema.js';
+import type { CrdCheck, ReadText } from '../api/v1alpha1/index.js';
+import { SHIPPED_KINDS, checkInstalledCrd, loadCrd } from '../api/v1alpha1/index.js';
 import type { OperatorControllerOptions } from './controller.js';
 import { OperatorController } from './controller.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { LabelSelector } from './api.js';
-import { resolvePolicySpec } from './api.js';
-import { gpu, node, policy } from './fixtures.js';
+import type { LabelSelector } from '../api/v1alpha1/index.js';
+import { resolvePolicySpec } from '../api/v1alpha1/index.js';
+import { gpu, node, policy } from '../testing/operator-fixtures.js';
 import { gpuMatches, matchesLabelSelector, policyMatchesNode, selectGpus } from './select.js';
 
 describe(matchesLabelSelector.name, () => {

@@ -1,6 +1,6 @@
 import { parsePciAddress, parseVendorDevice } from '../core/pci-address.js';
-import type { GpuPassthrough, GpuSelector, InventoryGpu, LabelSelector, NodeLike, ResolvedPolicySpec } from './api.js';
-import { resolvePolicySpec } from './api.js';
+import type { GpuPassthrough, GpuSelector, InventoryGpu, LabelSelector, NodeLike, ResolvedPolicySpec } from '../api/v1alpha1/index.js';
+import { resolvePolicySpec } from '../api/v1alpha1/index.js';
 
 /**
  * Which nodes a policy applies to and which GPUs on them it takes. Pure; malformed selector entries

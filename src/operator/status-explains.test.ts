@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { eventName, MAX_EVENT_NAME } from '../kube/events.js';
-import { gpu, gpuStatus, node, nodeState, policy } from './fixtures.js';
+import { gpu, gpuStatus, node, nodeState, policy } from '../testing/operator-fixtures.js';
 import { mergeCluster } from './merge.js';
 import type { ClusterView, Write } from './plan.js';
 import { ORPHAN_GRACE_MS, reconcileNode, reconcilePolicy } from './plan.js';

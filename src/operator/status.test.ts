@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { GpuPassthrough, NodeGpuPassthrough, NodeLike } from './api.js';
-import { gpu, gpuStatus, node, nodeState, policy } from './fixtures.js';
+import type { GpuPassthrough, NodeGpuPassthrough, NodeLike } from '../api/v1alpha1/index.js';
+import { gpu, gpuStatus, node, nodeState, policy } from '../testing/operator-fixtures.js';
 import { mergeCluster } from './merge.js';
 import { applyCondition, computePolicyStatus, conditionOf, policyStatusEqual } from './status.js';
 

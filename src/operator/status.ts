@@ -1,13 +1,5 @@
-import type {
-  Condition,
-  ConditionStatus,
-  FailingNode,
-  GpuPassthrough,
-  GpuPassthroughStatus,
-  NodeGpuPassthrough,
-  NodeLike,
-} from './api.js';
-import { MAX_FAILING_NODES, isDeleting, resolvePolicySpec } from './api.js';
+import type { Condition, ConditionStatus, FailingNode, GpuPassthrough, GpuPassthroughStatus, NodeGpuPassthrough, NodeLike } from '../api/v1alpha1/index.js';
+import { MAX_FAILING_NODES, isDeleting, resolvePolicySpec } from '../api/v1alpha1/index.js';
 import { canonicalJson } from './canonical.js';
 import type { PendingRelease } from './finalizer.js';
 import type { Claim, ClusterMerge } from './merge.js';

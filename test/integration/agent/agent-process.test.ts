@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NodeGpuPassthrough } from '../../../src/operator/api.js';
+import type { NodeGpuPassthrough } from '../../../src/api/v1alpha1/index.js';
 import { FakeApiServer } from '../../support/fake-apiserver/index.js';
 import { FakeKubelet } from '../../support/fake-kubelet.js';
 import { startPodResources, until } from './support.js';

@@ -5,7 +5,7 @@ import { NodeAgent, NODE_OBJECT } from '../../../src/agent/node-agent.js';
 import type { DeviceHolder, PodResourcesPort } from '../../../src/agent/pod-resources.js';
 import { HandoffEngine } from '../../../src/handoff/engine.js';
 import { ClientNodeKubeApi } from '../../../src/kube/kube-api.js';
-import type { NodeGpuPassthrough } from '../../../src/operator/api.js';
+import type { NodeGpuPassthrough } from '../../../src/api/v1alpha1/index.js';
 import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import { SimulatedKernel } from '../../../src/sysfs/simulated-kernel.js';
 import { MemoryStateStore } from '../../../src/state/journal.js';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatResourceNames, parseResourceNames, type ResourceNamesDocument } from '../../../src/deviceplugin/resource-names-file.js';
-import type { NodeGpuPassthrough } from '../../../src/operator/api.js';
+import type { NodeGpuPassthrough } from '../../../src/api/v1alpha1/index.js';
 import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import { materialiseProfile } from '../../../src/profiles/materialise.js';
 import { writeFileAtomic } from '../../../src/state/resource-names-file.js';

@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { realClock } from '../../../src/core/clock.js';
 import { silentLogger } from '../../../src/core/logger.js';
-import { backoffDelay, ResilientInformer } from '../../../src/kube/informer.js';
+import { backoffDelay } from '../../../src/core/backoff.js';
+import { ResilientInformer } from '../../../src/kube/informer.js';
 import { ClientNodeKubeApi, type KubeObject, type ResourceRef } from '../../../src/kube/kube-api.js';
 import { FakeApiServer } from '../../support/fake-apiserver/index.js';
 import { eventually as waitUntil } from '../../support/eventually.js';

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { READY_LABEL } from '../../../src/operator/api.js';
+import { READY_LABEL } from '../../../src/api/v1alpha1/index.js';
 import { addr, type Cluster, condition, eventually, inventory, specGpus, startCluster } from './harness.js';
 
 describe('operator: overlapping policies and agent failures', () => {

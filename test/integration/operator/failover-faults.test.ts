@@ -4,8 +4,8 @@ import { KubeApiError } from '../../../src/core/errors.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import type { KubeApi } from '../../../src/kube/index.js';
 import { CoreResources } from '../../../src/kube/index.js';
-import { GPU_PASSTHROUGH, NODE_GPU_PASSTHROUGH, READY_LABEL } from '../../../src/operator/api.js';
-import { loadCrd } from '../../../src/operator/crd-schema.js';
+import { GPU_PASSTHROUGH, NODE_GPU_PASSTHROUGH, READY_LABEL } from '../../../src/api/v1alpha1/index.js';
+import { loadCrd } from '../../../src/api/v1alpha1/index.js';
 import { checkCrds } from '../../../src/operator/run-operator.js';
 import { type Cluster, condition, eventually, inventory, specGpus, startCluster } from './harness.js';
 

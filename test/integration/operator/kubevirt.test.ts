@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { KUBEVIRT_MANAGED_ANNOTATION } from '../../../src/operator/api.js';
+import { KUBEVIRT_MANAGED_ANNOTATION } from '../../../src/api/v1alpha1/index.js';
 import { type Cluster, condition, eventually, inventory, startCluster } from './harness.js';
 
 const KUBEVIRT_CRD = {

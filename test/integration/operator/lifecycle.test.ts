@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FINALIZER, READY_LABEL } from '../../../src/operator/api.js';
+import { FINALIZER, READY_LABEL } from '../../../src/api/v1alpha1/index.js';
 import { addr, type Cluster, condition, eventually, inventory, specGpus, startCluster } from './harness.js';
 
 describe('operator: a policy across several nodes', () => {

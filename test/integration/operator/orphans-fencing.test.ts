@@ -4,7 +4,7 @@ import { silentLogger } from '../../../src/core/logger.js';
 import type { KubeObject } from '../../../src/kube/index.js';
 import { CoreResources, EventRecorder } from '../../../src/kube/index.js';
 import { noopReconcileRecorder } from '../../../src/metrics/recorders.js';
-import { NODE_GPU_PASSTHROUGH_REF } from '../../../src/operator/controller-apply.js';
+import { NODE_GPU_PASSTHROUGH_REF } from '../../../src/api/v1alpha1/index.js';
 import { OperatorController } from '../../../src/operator/controller.js';
 import { type Cluster, eventually, startCluster } from './harness.js';
 

@@ -4,8 +4,8 @@ import { silentLogger } from '../../../src/core/logger.js';
 import type { KubeApi, KubeObject, Patch, ResourceRef } from '../../../src/kube/index.js';
 import { CoreResources } from '../../../src/kube/index.js';
 import { noopReconcileRecorder } from '../../../src/metrics/recorders.js';
-import type { NodeGpuPassthrough } from '../../../src/operator/api.js';
-import { NODE_GPU_PASSTHROUGH_REF } from '../../../src/operator/controller-apply.js';
+import type { NodeGpuPassthrough } from '../../../src/api/v1alpha1/index.js';
+import { NODE_GPU_PASSTHROUGH_REF } from '../../../src/api/v1alpha1/index.js';
 import { OperatorController } from '../../../src/operator/controller.js';
 import { type Cluster, eventually, inventory, startCluster } from './harness.js';
 

@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FINALIZER, READY_LABEL } from '../../../src/operator/api.js';
+import { FINALIZER, READY_LABEL } from '../../../src/api/v1alpha1/index.js';
 import { ControlPlane, controlPlaneBinaries } from '../../support/control-plane.js';
 import { peerBinary } from '../../support/peers.js';
 import { startPodResources } from '../../integration/agent/support.js';

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gpusInUse } from '../../../src/agent/in-use.js';
 import { discoverHost } from '../../../src/host/discover.js';
-import type { NodeGpuPassthrough } from '../../../src/operator/api.js';
+import type { NodeGpuPassthrough } from '../../../src/api/v1alpha1/index.js';
 import { planKubeVirt } from '../../../src/operator/kubevirt.js';
 import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import { materialiseProfile } from '../../../src/profiles/materialise.js';

@@ -1,8 +1,8 @@
 import { describe, expect, it, beforeAll } from 'vitest';
 import type { ValidateFunction } from 'ajv';
-import { GPU_PASSTHROUGH, NODE_GPU_PASSTHROUGH, isGpuPassthrough, isNodeGpuPassthrough } from '../../../src/operator/api.js';
-import type { Crd, SchemaNode } from '../../../src/operator/crd-schema.js';
-import { celRules, checkInstalledCrd, crdVersion, openApiSchema, parseCrd } from '../../../src/operator/crd-schema.js';
+import { GPU_PASSTHROUGH, NODE_GPU_PASSTHROUGH, isGpuPassthrough, isNodeGpuPassthrough } from '../../../src/api/v1alpha1/index.js';
+import type { Crd, SchemaNode } from '../../../src/api/v1alpha1/index.js';
+import { celRules, checkInstalledCrd, crdVersion, openApiSchema, parseCrd } from '../../../src/api/v1alpha1/index.js';
 import { celViolations, loadSamples, loadShippedCrd, schemaValidator, validateSchema } from './support.js';
 import { KUBELET_RESOURCE_NAME_CASES } from '../../support/resource-name-cases.js';
 

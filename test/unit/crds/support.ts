@@ -1,28 +1,19 @@
 import { readFile, readdir } from 'node:fs/promises';
-import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { parse as parseCel } from '@marcbachmann/cel-js';
 import { parse as parseYaml } from 'yaml';
-import type { ResourceKind } from '../../../src/operator/api.js';
-import type { Crd, LocatedCelRule, SchemaNode } from '../../../src/operator/crd-schema.js';
-import { celRules, loadCrd, openApiSchema } from '../../../src/operator/crd-schema.js';
+import type { ResourceKind } from '../../../src/api/v1alpha1/index.js';
+import type { Crd, LocatedCelRule, SchemaNode } from '../../../src/api/v1alpha1/index.js';
+import { celRules, compileCrdSchema, loadCrd } from '../../../src/api/v1alpha1/index.js';
 
 /** Reads the CRD shipped in deploy/crds — the very file `kubectl apply` installs. */
 export function loadShippedCrd(kind: ResourceKind): Promise<Crd> {
   return loadCrd(kind, (url) => readFile(url, 'utf8'));
 }
 
-/**
- * ajv over the CRD's openAPIV3Schema. `strict: false` makes ajv ignore the `x-kubernetes-*` keywords
- * (CEL rules are evaluated separately below); `useDefaults` applies the CRD defaults the way the API
- * server does, so the tests see defaulting too.
- */
+/** ajv over the CRD's openAPIV3Schema with the CRD defaults applied the way the API server does (src/api/v1alpha1/validate.ts). */
 export function schemaValidator(crd: Crd): ValidateFunction {
-  const ajv = new Ajv({ strict: false, allErrors: true, useDefaults: true });
-  ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
-  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isInteger(n) });
-  ajv.addFormat('date-time', /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/);
-  return ajv.compile(openApiSchema(crd) as object);
+  return compileCrdSchema(crd, { useDefaults: true });
 }
 
 export interface SchemaResult {

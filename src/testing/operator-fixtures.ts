@@ -1,14 +1,5 @@
-import type {
-  GpuPassthrough,
-  GpuPassthroughSpec,
-  GpuPhase,
-  GpuStatus,
-  InventoryGpu,
-  NodeGpuPassthrough,
-  NodeGpuPassthroughSpec,
-  NodeLike,
-} from './api.js';
-import { API_VERSION } from './api.js';
+import type { GpuPassthrough, GpuPassthroughSpec, GpuPhase, GpuStatus, InventoryGpu, NodeGpuPassthrough, NodeGpuPassthroughSpec, NodeLike } from '../api/v1alpha1/index.js';
+import { API_VERSION } from '../api/v1alpha1/index.js';
 
 /**
  * Small builders of API objects for tests, the demo and the benchmark (pure; no I/O). Defaults are the

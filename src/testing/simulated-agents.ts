@@ -1,11 +1,12 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Clock } from '../core/clock.js';
+import { CoalescedRun } from '../core/coalesced-run.js';
 import type { Logger } from '../core/logger.js';
 import type { KubeApi, KubeObject } from '../kube/index.js';
 import { CoreResources, ResilientInformer } from '../kube/index.js';
-import type { GpuStatus, InventoryGpu, NodeGpuPassthrough, NodeGpuPassthroughStatus } from './api.js';
-import { isNodeGpuPassthrough } from './api.js';
-import { NODE_GPU_PASSTHROUGH_REF } from './controller-apply.js';
+import type { GpuStatus, InventoryGpu, NodeGpuPassthrough, NodeGpuPassthroughStatus } from '../api/v1alpha1/index.js';
+import { isNodeGpuPassthrough } from '../api/v1alpha1/index.js';
+import { NODE_GPU_PASSTHROUGH_REF } from '../api/v1alpha1/index.js';
 
 /**
  * A fleet of simulated node agents for the operator's integration tests, demo and benchmark: it plays
@@ -51,8 +52,8 @@ export class SimulatedAgents {
   private readonly informer: ResilientInformer<NodeGpuPassthrough & KubeObject>;
   private readonly failures = new Map<string, GpuFailure>(); // `${node}|${address}`
   private readonly inUse = new Set<string>();
-  private readonly busy = new Map<string, Promise<void>>(); // node -> answer in flight
-  private readonly again = new Set<string>();
+  private readonly answers = new Map<string, CoalescedRun>(); // node -> its serialised answers
+  private readonly forced = new Map<string, boolean>(); // node -> `force` of the answer chain in progress
   private readonly paused = new Set<string>();
   /** What each simulated host has: the agent's own truth, not what the API last said. */
   private readonly inventories = new Map<string, InventoryGpu[]>();
@@ -82,7 +83,7 @@ export class SimulatedAgents {
 
   async stop(): Promise<void> {
     await this.informer.stop();
-    await Promise.allSettled([...this.busy.values()]);
+    await Promise.all([...this.answers.values()].map((r) => r.settled()));
   }
 
   /** Creates the Node (unless `createNode` is false) and its NodeGpuPassthrough with the inventory. */
@@ -159,24 +160,26 @@ export class SimulatedAgents {
 
   private answer(node: string, force: boolean): void {
     if (this.paused.has(node)) return;
-    if (this.busy.has(node)) {
-      this.again.add(node);
-      return;
+    let runs = this.answers.get(node);
+    if (!runs) {
+      runs = new CoalescedRun(() => this.answerSafely(node), () => !this.paused.has(node));
+      this.answers.set(node, runs);
     }
-    const run = (async (): Promise<void> => {
-      try {
-        if (this.options.answerDelayMs) await this.deps.clock.sleep(this.options.answerDelayMs);
-        await this.answerOnce(node, force);
-      } catch (err) {
-        this.deps.logger.warn({ node, err: err instanceof Error ? err.message : String(err) }, 'simulated agent failed to report');
-        this.again.add(node);
-        await this.deps.clock.sleep(50);
-      } finally {
-        this.busy.delete(node);
-        if (this.again.delete(node)) this.answer(node, force);
-      }
-    })();
-    this.busy.set(node, run);
+    // A chain of answers keeps the `force` it started with; requests during it only ask for one more answer.
+    if (!runs.running) this.forced.set(node, force);
+    void runs.trigger();
+  }
+
+  /** One answer; a failure is logged and asks for another answer after a short pause. */
+  private async answerSafely(node: string): Promise<void> {
+    try {
+      if (this.options.answerDelayMs) await this.deps.clock.sleep(this.options.answerDelayMs);
+      await this.answerOnce(node, this.forced.get(node) ?? false);
+    } catch (err) {
+      this.deps.logger.warn({ node, err: err instanceof Error ? err.message : String(err) }, 'simulated agent failed to report');
+      void this.answers.get(node)?.trigger();
+      await this.deps.clock.sleep(50);
+    }
   }
 
   private async answerOnce(node: string, force: boolean): Promise<void> {

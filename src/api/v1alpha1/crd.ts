@@ -1,7 +1,7 @@
 import { parse as parseYaml } from 'yaml';
-import { InvalidArgumentError } from '../core/errors.js';
-import { GPU_PASSTHROUGH, NODE_GPU_PASSTHROUGH, VERSION } from './api.js';
-import type { ResourceKind } from './api.js';
+import { InvalidArgumentError } from '../../core/errors.js';
+import { GPU_PASSTHROUGH, NODE_GPU_PASSTHROUGH, VERSION } from './names.js';
+import type { ResourceKind } from './names.js';
 
 /**
  * The CRDs shipped in deploy/crds are the single source of truth for the schema: tests validate sample
@@ -55,9 +55,9 @@ export interface Crd {
   };
 }
 
-/** Where the CRD of `kind` is shipped; the same relative path works from src/operator and dist/operator. */
+/** Where the CRD of `kind` is shipped; the same relative path works from src/api/v1alpha1 and dist/api/v1alpha1. */
 export function crdFileUrl(kind: ResourceKind): URL {
-  return new URL(`../../deploy/crds/${kind.group}_${kind.plural}.yaml`, import.meta.url);
+  return new URL(`../../../deploy/crds/${kind.group}_${kind.plural}.yaml`, import.meta.url);
 }
 
 export const SHIPPED_KINDS: readonly ResourceKind[] = [GPU_PASSTHROUGH, NODE_GPU_PASSTHROUGH];

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { inventoryEntry, isGpuPassthrough, isKubeVirtCr, isNodeGpuPassthrough, resolvePolicySpec, timeOf } from './api.js';
-import type { Gpu } from '../host/model.js';
-import { gpu, gpuStatus, nodeState, policy } from './fixtures.js';
+import { InvalidObjectError, inventoryEntry, isGpuPassthrough, isNodeGpuPassthrough, parseGpuPassthrough, parseNodeGpuPassthrough, resolvePolicySpec, schemaProblems, GPU_PASSTHROUGH, timeOf } from './index.js';
+import { isKubeVirtCr } from '../kubevirt.js';
+import type { Gpu } from '../../host/model.js';
+import { gpu, gpuStatus, nodeState, policy } from '../../testing/operator-fixtures.js';
 
 describe('guards', () => {
   it.each([
@@ -20,7 +21,9 @@ describe('guards', () => {
   });
   it.each([
     ['a node state', nodeState('a', [gpu(0)], { gpus: [{ address: gpu(0).address, policy: 'p' }] }, [gpuStatus(gpu(0).address, 'Ready')]), true],
-    ['no spec or status yet', { metadata: { name: 'a' } }, true],
+    ['empty spec, no status yet (as the agent creates it)', { metadata: { name: 'a' }, spec: {} }, true],
+    ['no spec (the CRD requires one)', { metadata: { name: 'a' } }, false],
+    ['inventory class without 0x (CRD pattern)', nodeState('a', [{ ...gpu(0), class: '030000' }], {}, []), false],
     ['unknown phase', nodeState('a', [gpu(0)], {}, [{ ...gpuStatus(gpu(0).address, 'Ready'), phase: 'Bound' as 'Ready' }]), false],
     ['desired GPU without policy', { metadata: { name: 'a' }, spec: { gpus: [{ address: 'x' }] } }, false],
   ])('isNodeGpuPassthrough: %s', (_n, obj, want) => {
@@ -29,6 +32,32 @@ describe('guards', () => {
   it('isKubeVirtCr checks the list we rewrite', () => {
     expect(isKubeVirtCr({ metadata: { name: 'kv' } })).toBe(true);
     expect(isKubeVirtCr({ metadata: { name: 'kv' }, spec: { configuration: { permittedHostDevices: { pciHostDevices: [{ resourceName: 'x' }] } } } })).toBe(false);
+  });
+});
+
+describe('validators compiled from deploy/crds', () => {
+  it('name every problem as path and expectation', () => {
+    const bad = { metadata: { name: 'p' }, kind: 'GpuPassthrough', spec: { priority: 1.5, gpus: { addresses: ['41:00.0'] }, nodeSelector: { matchExpressions: [{ operator: 'Bogus' }] } } };
+    expect(schemaProblems(GPU_PASSTHROUGH, bad)).toEqual(expect.arrayContaining([
+      'spec.priority: must be integer',
+      expect.stringMatching(/^spec\.gpus\.addresses\[0\]: must match pattern /),
+      'spec.nodeSelector.matchExpressions[0].key: is required',
+      'spec.nodeSelector.matchExpressions[0].operator: must be one of In, NotIn, Exists, DoesNotExist',
+    ]));
+    expect(schemaProblems(GPU_PASSTHROUGH, { metadata: { name: '' }, apiVersion: 'v1', spec: {} })).toEqual(['metadata.name: must be a non-empty string', 'apiVersion: must be handoff.dev/v1alpha1']);
+    expect(schemaProblems(GPU_PASSTHROUGH, [])).toEqual(['(object): must be an object']);
+  });
+  it('parse* returns the object when it fits and throws InvalidObjectError with the object name otherwise', () => {
+    const p = policy('p');
+    expect(parseGpuPassthrough(p)).toBe(p);
+    const bad = { metadata: { name: 'n1' }, spec: { gpus: [{ address: '0000:41:00.0' }] } };
+    expect(() => parseNodeGpuPassthrough(bad)).toThrow(InvalidObjectError);
+    expect(() => parseNodeGpuPassthrough(bad)).toThrow('NodeGpuPassthrough n1 does not match its CRD schema: spec.gpus[0].policy: is required');
+  });
+  it('leave the object as read (no defaulting, no pruning)', () => {
+    const p = { metadata: { name: 'p' }, spec: { extra: 1 } };
+    expect(isGpuPassthrough(p)).toBe(true);
+    expect(p).toEqual({ metadata: { name: 'p' }, spec: { extra: 1 } });
   });
 });
 
