@@ -10,7 +10,9 @@ import { MemoryStateStore } from '../../../src/state/journal.js';
 
 // server-aspeed-4xh100: the ASPEED BMC VGA at 02:00.0 is the boot GPU; four H100s on nvidia, each in its own group.
 const BOOT = '0000:02:00.0' as PciAddress;
-const [H1, H2, H3] = ['0000:18:00.0', '0000:3b:00.0', '0000:9b:00.0'] as PciAddress[];
+const H1 = '0000:18:00.0' as PciAddress;
+const H2 = '0000:3b:00.0' as PciAddress;
+const H3 = '0000:9b:00.0' as PciAddress;
 
 async function setup() {
   const kernel = new SimulatedKernel(await loadBuiltinProfile('server-aspeed-4xh100'));
