@@ -4,7 +4,7 @@ import type { Logger } from '../core/logger.js';
 import type { PciAddress } from '../core/pci-address.js';
 import { deviceFilesOf, findDeviceFileUsers } from '../host/device-users.js';
 import { discoverHost } from '../host/discover.js';
-import { gpuAt } from '../host/lookup.js';
+import { functionAt, gpuAt } from '../host/lookup.js';
 import type { Gpu, HostSnapshot } from '../host/model.js';
 import { onVfio } from '../host/readiness.js';
 import { noopHandoffRecorder, type HandoffRecorder } from '../metrics/recorders.js';
@@ -241,7 +241,7 @@ export class HandoffEngine {
       if (opts.inUse === 'refuse' && vmmUsers.length > 0) {
         throw new InUseError(`refusing to release: ${vmmUsers.map(userText).join('; ')}`);
       }
-      const heldBy = (g: Gpu): DeviceUser[] => vmmUsers.filter((u) => u.address === g.fn.address || (g.fn.iommuGroup !== undefined && gpuGroupOf(snapshot, u.address) === g.fn.iommuGroup));
+      const heldBy = (g: Gpu): DeviceUser[] => vmmUsers.filter((u) => u.address === g.fn.address || (g.fn.iommuGroup !== undefined && functionAt(snapshot, u.address)?.iommuGroup === g.fn.iommuGroup));
       const releasing = host.filter(({ gpu }) => {
         const held = heldBy(gpu);
         if (held.length === 0) return true;
@@ -386,10 +386,6 @@ function blockedText(a: Assessment): string {
 
 function userText(u: DeviceUser): string {
   return `${u.path} is open by pid ${u.pid} (${u.command})`;
-}
-
-function gpuGroupOf(snapshot: HostSnapshot, address: PciAddress): number | undefined {
-  return snapshot.functions.find((f) => f.address === address)?.iommuGroup;
 }
 
 /** Same groups with the same records (the basis is current). */
