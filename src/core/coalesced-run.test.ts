@@ -2,19 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { CoalescedRun } from './coalesced-run.js';
 
 /** A job whose runs the test finishes one by one. */
-function gatedJob(): { job: () => Promise<void>; runs: number; finish: (err?: Error) => void; started: () => Promise<void> } {
+function gatedJob(): { job: () => Promise<void>; runs: number; finish: (err?: Error) => void } {
   const gates: ((err?: Error) => void)[] = [];
-  let onStart: (() => void) | undefined;
   const state = {
     runs: 0,
     job: () =>
       new Promise<void>((resolve, reject) => {
         state.runs++;
         gates.push((err) => (err ? reject(err) : resolve()));
-        onStart?.();
       }),
     finish: (err?: Error) => gates.shift()!(err),
-    started: () => new Promise<void>((r) => (onStart = r)),
   };
   return state;
 }

@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../core/errors.js';
 import { extendedResourceNameProblem, isExtendedResourceName } from '../core/resource-name.js';
 import { parsePciAddress, parseVendorDevice } from '../core/pci-address.js';
+import { parsePciClassSelector, pciClassMatches, type PciClassSelector } from '../core/pci-class.js';
 import type { PciFunction } from '../host/model.js';
 
 /**
@@ -48,7 +49,7 @@ export interface ResourceConfig {
 type Matcher =
   | { readonly kind: 'address'; readonly address: string; readonly resourceName: string }
   | { readonly kind: 'vendorDevice'; readonly vendorId: string; readonly deviceId: string; readonly resourceName: string }
-  | { readonly kind: 'class'; readonly value: number; readonly shift: number; readonly resourceName: string };
+  | { readonly kind: 'class'; readonly selector: PciClassSelector; readonly resourceName: string };
 
 /** Validated configuration: selectors parsed once, names checked against kubelet's rules. */
 export interface ResourceNamer {
@@ -70,10 +71,13 @@ export function compileResourceConfig(config: ResourceConfig = {}): ResourceName
       const vd = parseVendorDevice(o.vendorDevice);
       matchers.push({ kind: 'vendorDevice', ...vd, resourceName: o.resourceName });
     } else {
-      const m = /^(?:0x)?((?:[0-9a-fA-F]{2}){1,3})$/.exec(o.class!);
-      if (!m) throw new InvalidArgumentError(`${where}: class ${JSON.stringify(o.class)} must be 2, 4 or 6 hex digits (e.g. 0x0302)`);
-      const digits = m[1]!;
-      matchers.push({ kind: 'class', value: parseInt(digits, 16), shift: 24 - digits.length * 4, resourceName: o.resourceName });
+      let selector: PciClassSelector;
+      try {
+        selector = parsePciClassSelector(o.class!);
+      } catch (err) {
+        throw new InvalidArgumentError(`${where}: ${(err as Error).message}`, { cause: err });
+      }
+      matchers.push({ kind: 'class', selector, resourceName: o.resourceName });
     }
   }
   return { matchers };
@@ -90,7 +94,7 @@ export function overrideFor(namer: ResourceNamer, fn: PciFunction): string | und
         case 'vendorDevice':
           return m.vendorId === fn.vendorId && m.deviceId === fn.deviceId;
         case 'class':
-          return fn.classCode >> m.shift === m.value;
+          return pciClassMatches(m.selector, fn.classCode);
       }
     })?.resourceName;
   return byKind('address') ?? byKind('vendorDevice') ?? byKind('class');

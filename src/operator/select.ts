@@ -1,4 +1,5 @@
 import { parsePciAddress, parseVendorDevice } from '../core/pci-address.js';
+import { parsePciClassSelector, pciClassMatches } from '../core/pci-class.js';
 import type { GpuPassthrough, GpuSelector, InventoryGpu, LabelSelector, NodeLike, ResolvedPolicySpec } from '../api/v1alpha1/index.js';
 import { resolvePolicySpec } from '../api/v1alpha1/index.js';
 
@@ -52,13 +53,6 @@ function tryParse<T>(f: () => T): T | undefined {
   }
 }
 
-/** `0x0302` → { value: 0x0302, bits: 16 }, `0x030200` → { value: 0x030200, bits: 24 }. */
-function parseClassSelector(raw: string): { value: number; withProgIf: boolean } | undefined {
-  const m = /^0x([0-9a-fA-F]{4}|[0-9a-fA-F]{6})$/.exec(raw);
-  if (!m) return undefined;
-  return { value: parseInt(m[1]!, 16), withProgIf: m[1]!.length === 6 };
-}
-
 function inventoryClass(raw: string): number | undefined {
   const m = /^(?:0x)?([0-9a-fA-F]{1,6})$/.exec(raw);
   return m ? parseInt(m[1]!, 16) : undefined;
@@ -77,8 +71,8 @@ export function gpuMatches(selector: Required<GpuSelector>, gpu: InventoryGpu): 
   const cls = inventoryClass(gpu.class);
   if (cls !== undefined) {
     for (const raw of classes) {
-      const sel = parseClassSelector(raw);
-      if (sel && (sel.withProgIf ? cls === sel.value : cls >> 8 === sel.value)) return true;
+      const sel = tryParse(() => parsePciClassSelector(raw));
+      if (sel && pciClassMatches(sel, cls)) return true;
     }
   }
   const addr = tryParse(() => parsePciAddress(gpu.address));

@@ -1,7 +1,8 @@
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { JournalError } from '../core/errors.js';
 import type { GroupRecord } from '../handoff/plan.js';
+import { writeFileAtomic } from './atomic-write.js';
 import { acquireFlock } from './flock.js';
 import type { Journal, StateStore } from './journal.js';
 import { journalProblem, recordsProblem } from './schema.js';
@@ -75,12 +76,6 @@ export class FileStateStore implements StateStore {
   }
 
   private async writeJson(name: string, value: unknown): Promise<void> {
-    await mkdir(this.deps.dir, { recursive: true, mode: 0o700 });
-    const tmp = this.path(`.${name}.${process.pid}.tmp`);
-    await writeFile(tmp, JSON.stringify(value, null, 2) + '\n', { mode: 0o600 });
-    const fh = await open(tmp, 'r+');
-    await fh.sync();
-    await fh.close();
-    await rename(tmp, this.path(name));
+    await writeFileAtomic(this.path(name), JSON.stringify(value, null, 2) + '\n', { mode: 0o600, dirMode: 0o700 });
   }
 }

@@ -7,7 +7,8 @@ import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import type { PciFunction } from '../host/model.js';
 import { formatResourceNames, parseResourceNames } from '../deviceplugin/resource-names-file.js';
-import { ResourceNamesFollower, ResourceNamesPublisher, writeFileAtomic, type ResourceNamesUpdate } from './resource-names-file.js';
+import { writeFileAtomic } from './atomic-write.js';
+import { ResourceNamesFollower, ResourceNamesPublisher, type ResourceNamesUpdate } from './resource-names-file.js';
 
 const A = '0000:18:00.0';
 const host = (driver: string) => ({ functions: [{ address: A, driver } as unknown as PciFunction], vfioGroupNodes: [] });

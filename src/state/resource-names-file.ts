@@ -1,32 +1,10 @@
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import type { PciAddress } from '../core/pci-address.js';
 import { formatResourceNames, parseResourceNames, publicationKey } from '../deviceplugin/resource-names-file.js';
 import type { HostSnapshot } from '../host/model.js';
-
-/**
- * Writes `text` so a reader sees the old file or the new one, never a torn one: a temp file in the same
- * directory (rename is only atomic within one filesystem), fsync, then rename over the target.
- */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  try {
-    const fh = await open(tmp, 'w', 0o644); // 0644: the plugin container reads it without any capability
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
+import { writeFileAtomic } from './atomic-write.js';
 
 export interface ResourceNamesPublisherDeps {
   readonly path: string;

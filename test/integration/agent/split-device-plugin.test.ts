@@ -14,7 +14,7 @@ import { formatResourceNames, parseResourceNames, type ResourceNamesDocument } f
 import type { NodeGpuPassthrough } from '../../../src/api/v1alpha1/index.js';
 import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import { materialiseProfile } from '../../../src/profiles/materialise.js';
-import { writeFileAtomic } from '../../../src/state/resource-names-file.js';
+import { writeFileAtomic } from '../../../src/state/atomic-write.js';
 import { FakeApiServer } from '../../support/fake-apiserver/index.js';
 import { FakeKubelet } from '../../support/fake-kubelet.js';
 import { startPodResources, until } from './support.js';
