@@ -1,17 +1,20 @@
+import { backoffDelay } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
+import { CoalescedRun } from '../core/coalesced-run.js';
 import { HandoffError, NotFoundError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { PciAddress } from '../core/pci-address.js';
-import type { HandoffEngine } from '../handoff/engine.js';
+import type { ApplyBasis, HandoffEngine, Intent } from '../handoff/engine.js';
 import type { HostSnapshot } from '../host/model.js';
 import type { KubeApi, KubeObject, ResourceRef } from '../kube/port.js';
 import { AlreadyExistsError, CoreResources } from '../kube/port.js';
-import { API_VERSION, inventoryEntry, NODE_GPU_PASSTHROUGH, parseNodeGpuPassthrough, type Condition, type GpuStatus, type NodeFacts, type NodeGpuPassthrough, type NodeGpuPassthroughStatus } from '../api/v1alpha1/index.js';
+import { API_VERSION, NODE_GPU_PASSTHROUGH, parseNodeGpuPassthrough, type GpuStatus, type NodeGpuPassthrough, type NodeGpuPassthroughStatus } from '../api/v1alpha1/index.js';
 import type { GpuStateRecorder, HostConsoleRecorder } from '../metrics/recorders.js';
 import type { GroupRecord } from '../handoff/plan.js';
 import { gpusInUse } from './in-use.js';
 import type { PodResourcesPort } from './pod-resources.js';
-import { planNode, toReason } from './node-plan.js';
+import { nodeIntents, planNode, toReason } from './node-plan.js';
+import { agentGauges, nodeStatus, type AgentGauges } from './node-status.js';
 
 export const NODE_OBJECT: ResourceRef = { ...NODE_GPU_PASSTHROUGH, namespaced: false };
 /** The agent labels its own object so it can watch just that one with a label selector. */
@@ -27,7 +30,7 @@ export interface NodeAgentDeps {
   readonly recorder?: GpuStateRecorder & HostConsoleRecorder;
   /** Called after every pass with the current host and names: the device plugin rescans at once (it diffs, so idle passes push nothing). */
   readonly onHostChanged?: (snapshot: HostSnapshot, resourceNames: ReadonlyMap<string, string>) => void;
-  /** Retry delay after a failed prepare of a GPU, doubled per failure up to 10 minutes. */
+  /** Retry delay after a failed prepare of a GPU, doubled per failure up to 10 minutes, ±20 % jitter (src/core/backoff.ts). */
   readonly retryBaseMs?: number;
   /**
    * Withdraws GPUs from the device plugin (advertised Unhealthy, so kubelet allocates them to no new pod)
@@ -55,8 +58,9 @@ interface Failure {
  */
 export class NodeAgent {
   private readonly failures = new Map<string, Failure>();
-  private running: Promise<void> | undefined;
-  private again = false;
+  private readonly passes = new CoalescedRun(async () => {
+    await this.reconcileOnce();
+  });
 
   constructor(private readonly deps: NodeAgentDeps) {}
 
@@ -100,107 +104,100 @@ export class NodeAgent {
   }
 
   /** Resolves when no pass is running (shutdown waits for an in-flight handoff to finish and journal). */
-  async settled(): Promise<void> {
-    await this.running?.catch(() => undefined);
+  settled(): Promise<void> {
+    return this.passes.settled();
   }
 
   /** Runs one pass, or — if one is running — makes sure another follows it (passes never overlap). */
   trigger(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.reconcileOnce();
-        } while (this.again);
-      } finally {
-        this.running = undefined;
-      }
-    })();
-    return this.running;
+    return this.passes.trigger();
   }
 
+  /**
+   * One pass: read the spec, the host (one discovery), the records and PodResources; decide the
+   * statuses and the engine intents (node-plan.ts, pure); show Preparing/Releasing; hand every intent
+   * to the engine in one `apply` (one lock, one recovery; it reuses this pass's host view unless that
+   * went stale, and discovers again only after changing the host); then write the status computed
+   * from what the host is now (node-status.ts, pure).
+   */
   async reconcileOnce(): Promise<NodeGpuPassthroughStatus> {
     const obj = await this.ensureObject();
     const { engine } = this.deps;
     let snapshot = await engine.discover();
-    const records = await engine.records();
+    let records: ReadonlyMap<number, GroupRecord> = await engine.records();
     let { inUse, holders } = await this.inUse(snapshot);
     const now = new Date(this.deps.clock.now()).toISOString();
     const actions = planNode({ snapshot, spec: obj.spec, inUse, holders, records, previous: obj.status?.gpus, failures: this.failuresView(), now });
     const due = (a: PciAddress): boolean => (this.failures.get(a)?.notBefore ?? 0) <= this.deps.clock.now();
-    const prepareBoot = actions.prepare.allowBootGpu.filter(due);
-    const prepareNormal = actions.prepare.normal.filter(due);
+    let intents = nodeIntents(actions, due);
 
-    if (prepareBoot.length + prepareNormal.length + actions.release.length > 0) {
+    if (intents.length > 0) {
       // Show Preparing/Releasing before the (possibly long) host work starts.
-      await this.writeStatus(obj, snapshot, actions.statuses);
-      for (const [list, allowBootGpu] of [[prepareBoot, true], [prepareNormal, false]] as const) {
-        if (list.length === 0) continue;
-        await this.attempt(list, () => engine.prepare({ all: false, selectors: list.map((address) => ({ kind: 'address', address })) }, { allowBootGpu }));
+      await this.writeStatus(obj, this.statusOf(obj, snapshot, actions.statuses, now));
+      let release = intents.filter((i) => i.want === 'host').map((i) => i.address);
+      if (release.length > 0 && this.deps.withdraw) {
+        ({ release, inUse, holders } = await this.withdrawThenRecheck(snapshot, release));
+        intents = intents.filter((i) => i.want === 'vfio' || release.includes(i.address));
       }
-      let release: PciAddress[] = [...actions.release];
-      if (release.length > 0 && this.deps.withdraw) ({ release, inUse, holders } = await this.withdrawThenRecheck(snapshot, release));
-      if (release.length > 0) {
-        await this.attempt(release, () => engine.release({ all: false, selectors: release.map((address) => ({ kind: 'address', address })) }));
-      }
-      snapshot = await engine.discover();
+      if (intents.length > 0) ({ snapshot, records } = await this.attempt(intents, { snapshot, records }));
     }
     // Everything leaving (released now, or held by a pod and waiting) stays withdrawn; the rest is offered.
     await this.deps.withdraw?.(new Set(actions.statuses.filter((s) => s.phase === 'Releasing').map((s) => s.address)));
-    const final = planNode({ snapshot, spec: obj.spec, inUse, holders, records: await engine.records(), previous: obj.status?.gpus, failures: this.failuresView(), now });
-    const status = await this.writeStatus(await this.getObject(), snapshot, final.statuses);
-    this.report(snapshot, final.statuses, await engine.records());
+    const final = planNode({ snapshot, spec: obj.spec, inUse, holders, records, previous: obj.status?.gpus, failures: this.failuresView(), now });
+    const current = await this.getObject();
+    const status = await this.writeStatus(current, this.statusOf(current, snapshot, final.statuses, now));
+    this.report(agentGauges(snapshot, final.statuses, records));
     const names = new Map((obj.spec?.gpus ?? []).filter((g) => g.resourceName).map((g) => [g.address, g.resourceName!]));
     this.deps.onHostChanged?.(snapshot, names);
     return status;
   }
 
-  private report(snapshot: HostSnapshot, statuses: readonly GpuStatus[], records: ReadonlyMap<number, GroupRecord>): void {
-    const recorder = this.deps.recorder;
-    if (!recorder) return;
-    const counts = new Map<string, { phase: GpuStatus['phase']; resource: string; count: number }>();
-    for (const s of statuses) {
-      const resource = s.resourceName ?? 'unassigned';
-      const key = `${s.phase}\u0000${resource}`;
-      const c = counts.get(key) ?? { phase: s.phase, resource, count: 0 };
-      c.count++;
-      counts.set(key, c);
-    }
-    recorder.gpuPhases([...counts.values()]);
-    const bound = snapshot.framebuffers.some((f) => f.driver !== undefined);
-    const released = snapshot.framebuffers.length > 0 || [...records.values()].some((r) => r.framebuffers.length > 0);
-    recorder.framebuffer(bound ? 'host' : released ? 'released' : 'none');
-    recorder.consolesBound(snapshot.vtconsoles.filter((v) => v.kind === 'fbcon' && v.bound).length);
+  private statusOf(obj: NodeGpuPassthrough, snapshot: HostSnapshot, gpus: readonly GpuStatus[], now: string): NodeGpuPassthroughStatus {
+    return nodeStatus({
+      snapshot,
+      desired: (obj.spec?.gpus ?? []).map((d) => d.address),
+      gpus,
+      previousConditions: obj.status?.conditions,
+      generation: obj.metadata.generation,
+      now,
+    });
   }
 
-  private async attempt(
-    addresses: readonly PciAddress[],
-    op: () => Promise<{ outcomes: readonly { gpus: readonly PciAddress[]; outcome: string; error?: { code: string; message: string }; rollbackError?: { message: string } }[] }>,
-  ): Promise<void> {
+  private report(gauges: AgentGauges): void {
+    const recorder = this.deps.recorder;
+    if (!recorder) return;
+    recorder.gpuPhases(gauges.phases);
+    recorder.framebuffer(gauges.framebuffer);
+    recorder.consolesBound(gauges.consolesBound);
+  }
+
+  /**
+   * Runs the pass's intents through the engine and books each GPU's outcome as a failure (with
+   * backoff) or a success. Returns the host and records as they are afterwards.
+   */
+  private async attempt(intents: readonly Intent[], basis: ApplyBasis): Promise<ApplyBasis> {
     try {
-      const report = await op();
-      for (const o of report.outcomes) {
-        for (const a of o.gpus) {
-          if (o.outcome === 'rollback_failed') this.fail(a, toReason('ROLLBACK_FAILED'), `${o.error?.message ?? 'a step failed'}; ${o.rollbackError?.message ?? ''}`);
-          else if (o.outcome === 'rolled_back' || o.outcome === 'failed') this.fail(a, toReason(o.error?.code ?? 'HOST_WRITE_FAILED'), o.error?.message ?? o.outcome);
-          else this.failures.delete(a);
-        }
+      const report = await this.deps.engine.apply(intents, { basis });
+      for (const g of report.gpus) {
+        if (g.outcome === 'rollback_failed') this.fail(g.address, toReason('ROLLBACK_FAILED'), `${g.error?.message ?? 'a step failed'}; ${g.rollbackError?.message ?? ''}`);
+        else if (g.error) this.fail(g.address, toReason(g.error.code), g.error.message);
+        else if (g.outcome === 'rolled_back' || g.outcome === 'failed') this.fail(g.address, toReason('HOST_WRITE_FAILED'), g.outcome);
+        else this.failures.delete(g.address);
       }
+      return { snapshot: report.after, records: report.records };
     } catch (err) {
       const code = err instanceof HandoffError ? err.code : 'INTERNAL';
-      for (const a of addresses) this.fail(a, toReason(code), (err as Error).message);
-      this.deps.logger.warn({ gpus: addresses, err: (err as Error).message }, 'handoff failed');
+      for (const i of intents) this.fail(i.address, toReason(code), (err as Error).message);
+      this.deps.logger.warn({ gpus: intents.map((i) => i.address), err: (err as Error).message }, 'handoff failed');
+      // The run stopped somewhere (lock held, recovery failed, ...): report the host as it is.
+      return { snapshot: await this.deps.engine.discover(), records: await this.deps.engine.records() };
     }
   }
 
   private fail(address: string, reason: string, message: string): void {
     const prev = this.failures.get(address);
     const count = (prev?.count ?? 0) + 1;
-    const delay = Math.min((this.deps.retryBaseMs ?? 30_000) * 2 ** (count - 1), 600_000);
+    const delay = backoffDelay(count - 1, { initialMs: this.deps.retryBaseMs ?? 30_000, maxMs: 600_000 });
     this.failures.set(address, { reason, message, count, notBefore: this.deps.clock.now() + delay });
   }
 
@@ -241,40 +238,10 @@ export class NodeAgent {
     }
   }
 
-  private async writeStatus(obj: NodeGpuPassthrough, snapshot: HostSnapshot, gpus: readonly GpuStatus[]): Promise<NodeGpuPassthroughStatus> {
-    const desired = obj.spec?.gpus ?? [];
-    const notReady = desired.filter((d) => gpus.find((g) => g.address === d.address)?.phase !== 'Ready');
-    const failed = gpus.filter((g) => g.phase === 'Failed');
-    const now = new Date(this.deps.clock.now()).toISOString();
-    const ready: Condition = {
-      type: 'Ready',
-      status: notReady.length === 0 ? 'True' : 'False',
-      reason: notReady.length === 0 ? 'AllReady' : failed.length > 0 ? 'GpuFailed' : 'InProgress',
-      message: notReady.length === 0 ? `${desired.length} GPU(s) ready` : `${notReady.length} of ${desired.length} GPU(s) not ready`,
-      lastTransitionTime: now,
-    };
-    const prevReady = obj.status?.conditions?.find((c) => c.type === 'Ready');
-    if (prevReady && prevReady.status === ready.status) ready.lastTransitionTime = prevReady.lastTransitionTime;
-    if (obj.metadata.generation !== undefined) ready.observedGeneration = obj.metadata.generation;
-    const status: NodeGpuPassthroughStatus = {
-      ...(obj.metadata.generation !== undefined ? { observedGeneration: obj.metadata.generation } : {}),
-      inventory: snapshot.gpus.map(inventoryEntry),
-      gpus: [...gpus],
-      node: nodeFacts(snapshot),
-      conditions: [ready],
-    };
+  /** Patches the status when it differs from what the object has (idle passes write nothing). */
+  private async writeStatus(obj: NodeGpuPassthrough, status: NodeGpuPassthroughStatus): Promise<NodeGpuPassthroughStatus> {
     if (JSON.stringify(status) === JSON.stringify(obj.status ?? {})) return status;
     await this.deps.kube.patchStatus(NODE_OBJECT, this.deps.nodeName, { type: 'merge', body: { status } });
     return status;
   }
-}
-
-export function nodeFacts(snapshot: HostSnapshot): NodeFacts {
-  const fb = snapshot.framebuffers.map((f) => `${f.device}${f.claim ? ` (${f.claim})` : ''}${f.driver ? '' : ' unbound'}`).join(', ');
-  return {
-    ...(snapshot.kernel.release ? { kernelRelease: snapshot.kernel.release } : {}),
-    iommuEnabled: snapshot.iommuEnabled,
-    framebuffer: fb || 'none',
-    vfioPci: snapshot.vfioPci.loaded ? 'Loaded' : snapshot.vfioPci.loadable ? 'Loadable' : 'Missing',
-  };
 }

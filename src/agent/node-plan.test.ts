@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { discoverHost } from '../host/discover.js';
 import { loadBuiltinProfile } from '../profiles/load.js';
 import { SimulatedKernel } from '../sysfs/simulated-kernel.js';
-import { planNode, toReason } from './node-plan.js';
+import { nodeIntents, planNode, toReason } from './node-plan.js';
 
 const snapshotOf = async (profile: string) => discoverHost(new SimulatedKernel(await loadBuiltinProfile(profile)));
 const NOW = '2026-11-25T12:00:00.000Z';
@@ -162,4 +162,80 @@ describe(`${planNode.name}: every phase and reason`, () => {
       lastTransitionTime: NOW,
     });
   });
+});
+
+describe('the one "on VFIO" rule in the node plan (src/host/readiness.ts onVfio, as the engine\u2019s release --all)', () => {
+  const record = (group: number) => [group, { group, gpus: [], originalDrivers: {}, framebuffers: [], vtconsoles: [] }] as const;
+  const base = { inUse: new Set<string>(), previous: undefined, now: NOW, spec: { gpus: [] } };
+  // server-aspeed-4xh100: H100 0000:3b:00.0 on nvidia, alone in its IOMMU group.
+  const cases: { name: string; arrange: (k: SimulatedKernel) => Promise<void>; ours: boolean; phase: string; reason?: string; release: string[] }[] = [
+    { name: 'ours, on nvidia: nothing to give back', arrange: async () => undefined, ours: true, phase: 'Host', release: [] },
+    {
+      name: 'ours, driver_override vfio-pci but not bound (between override and probe): released',
+      arrange: async (k) => k.writeText('sys/bus/pci/devices/0000:3b:00.0/driver_override', 'vfio-pci'),
+      ours: true,
+      phase: 'Releasing',
+      release: ['0000:3b:00.0'],
+    },
+    {
+      // Ready as the device plugin sees it (the same readiness rule); before one rule it was Host without a reason.
+      name: 'someone else\u2019s, on a vfio-pci variant driver: never touched, Ready (ExternallyBound)',
+      arrange: async (k) => k.setDriverBinding('0000:3b:00.0', 'nvgrace_gpu_vfio_pci'),
+      ours: false,
+      phase: 'Ready',
+      reason: 'ExternallyBound',
+      release: [],
+    },
+    {
+      name: 'ours, on a vfio-pci variant driver: released',
+      arrange: async (k) => k.setDriverBinding('0000:3b:00.0', 'nvgrace_gpu_vfio_pci'),
+      ours: true,
+      phase: 'Releasing',
+      release: ['0000:3b:00.0'],
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const kernel = new SimulatedKernel(await loadBuiltinProfile('server-aspeed-4xh100'));
+      await c.arrange(kernel);
+      const snapshot = await discoverHost(kernel);
+      const group = snapshot.gpus.find((g) => g.fn.address === '0000:3b:00.0')!.fn.iommuGroup!;
+      const out = planNode({ ...base, snapshot, records: new Map(c.ours ? [record(group)] : []) });
+      expect(out.release).toEqual(c.release);
+      const s = out.statuses.find((x) => x.address === '0000:3b:00.0')!;
+      expect({ phase: s.phase, reason: s.reason }).toEqual({ phase: c.phase, reason: c.reason });
+    });
+  }
+});
+
+describe(nodeIntents.name, () => {
+  const actions = (prepareBoot: string[], normal: string[], release: string[]) =>
+    ({ prepare: { allowBootGpu: prepareBoot, normal }, release, statuses: [] }) as unknown as Parameters<typeof nodeIntents>[0];
+  const cases: { name: string; actions: Parameters<typeof nodeIntents>[0]; backingOff: string[]; intents: unknown[] }[] = [
+    { name: 'nothing to do', actions: actions([], [], []), backingOff: [], intents: [] },
+    {
+      name: 'boot GPU with permission, another to vfio, one back to the host',
+      actions: actions(['0000:02:00.0'], ['0000:9b:00.0'], ['0000:3b:00.0']),
+      backingOff: [],
+      intents: [
+        { address: '0000:02:00.0', want: 'vfio', allowBootGpu: true },
+        { address: '0000:9b:00.0', want: 'vfio', allowBootGpu: false },
+        { address: '0000:3b:00.0', want: 'host' },
+      ],
+    },
+    {
+      name: 'a GPU backing off after a failed prepare is left out; releases never back off',
+      actions: actions([], ['0000:9b:00.0', '0000:bb:00.0'], ['0000:3b:00.0']),
+      backingOff: ['0000:9b:00.0', '0000:3b:00.0'],
+      intents: [
+        { address: '0000:bb:00.0', want: 'vfio', allowBootGpu: false },
+        { address: '0000:3b:00.0', want: 'host' },
+      ],
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      expect(nodeIntents(c.actions, (a) => !c.backingOff.includes(a))).toEqual(c.intents);
+    });
+  }
 });

@@ -1,8 +1,9 @@
 import type { PciAddress } from '../core/pci-address.js';
-import { endpoints, VFIO_DRIVER } from '../handoff/group.js';
+import type { Intent } from '../handoff/engine.js';
 import type { GroupRecord } from '../handoff/plan.js';
 import { assessGpu } from '../handoff/verdict.js';
 import type { HostSnapshot } from '../host/model.js';
+import { onVfio } from '../host/readiness.js';
 import type { DesiredGpu, GpuPhase, GpuStatus, NodeGpuPassthroughSpec } from '../api/v1alpha1/index.js';
 
 /** What the agent should do next on its node, decided from the desired spec and the host — pure. */
@@ -67,8 +68,9 @@ export function planNode(input: NodePlanInput): NodeActions {
       }
     } else {
       const ours = gpu.fn.iommuGroup !== undefined && input.records.has(gpu.fn.iommuGroup);
-      const onVfio = endpoints(a.members).some((m) => m.fn.driver === VFIO_DRIVER);
-      if (ours && onVfio && !paused) {
+      // The one "on VFIO" rule (src/host/readiness.ts), the same the engine's `release --all` uses.
+      const vfio = onVfio(snapshot, gpu.fn.address);
+      if (ours && vfio && !paused) {
         phase = 'Releasing';
         if (input.inUse === undefined) {
           reason = 'InUseUnknown';
@@ -80,7 +82,7 @@ export function planNode(input: NodePlanInput): NodeActions {
         } else {
           release.push(gpu.fn.address);
         }
-      } else if (onVfio && !ours) {
+      } else if (vfio && !ours) {
         // Bound to vfio-pci by someone else (e.g. vfio-pci.ids=): advertised, never touched.
         phase = a.verdict === 'ready' ? 'Ready' : 'Host';
         reason = 'ExternallyBound';
@@ -100,6 +102,18 @@ export function planNode(input: NodePlanInput): NodeActions {
   }
   statuses.sort((x, y) => (x.address < y.address ? -1 : 1));
   return { prepare: { allowBootGpu: prepareBoot, normal: prepareNormal }, release, statuses };
+}
+
+/**
+ * The engine intents for the actions of one pass — pure: the GPUs to prepare (with their boot-GPU
+ * permission) and to release, leaving out those `due` says are still backing off after a failure.
+ */
+export function nodeIntents(actions: NodeActions, due: (address: PciAddress) => boolean): Intent[] {
+  return [
+    ...actions.prepare.allowBootGpu.filter(due).map((address) => ({ address, want: 'vfio' as const, allowBootGpu: true })),
+    ...actions.prepare.normal.filter(due).map((address) => ({ address, want: 'vfio' as const, allowBootGpu: false })),
+    ...actions.release.map((address) => ({ address, want: 'host' as const })),
+  ];
 }
 
 function status(

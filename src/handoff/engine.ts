@@ -4,12 +4,14 @@ import type { Logger } from '../core/logger.js';
 import type { PciAddress } from '../core/pci-address.js';
 import { deviceFilesOf, findDeviceFileUsers } from '../host/device-users.js';
 import { discoverHost } from '../host/discover.js';
+import { functionAt, gpuAt } from '../host/lookup.js';
 import type { Gpu, HostSnapshot } from '../host/model.js';
+import { onVfio } from '../host/readiness.js';
 import { noopHandoffRecorder, type HandoffRecorder } from '../metrics/recorders.js';
 import type { HostPort } from '../sysfs/port.js';
 import type { StateStore } from '../state/journal.js';
-import { HandoffExecutor, type ExecutorDeps, type GroupOutcome, type StepOutcome } from './executor.js';
-import { endpoints, VFIO_DRIVER } from './group.js';
+import { HandoffExecutor, type ExecutorDeps, type GroupOutcome, type GroupOutcomeKind, type StepOutcome } from './executor.js';
+import { VFIO_DRIVER } from './group.js';
 import { planPrepare, planRelease, type GroupRecord, type Plan } from './plan.js';
 import { resolveSelectors, type GpuSelector } from './select.js';
 import { assessGpu, type Assessment, type DeviceUser } from './verdict.js';
@@ -51,10 +53,89 @@ export interface HandoffReport {
   readonly dryRun: boolean;
 }
 
+/** Where a GPU should be: given to VFIO (prepare) or back on the host (release). */
+export type Want = 'vfio' | 'host';
+
+/** One GPU's wanted state for `apply`. */
+export interface Intent {
+  readonly address: PciAddress;
+  readonly want: Want;
+  /** For `want: 'vfio'`: whether the boot GPU (firmware console) may be taken. Release ignores it. */
+  readonly allowBootGpu?: boolean;
+}
+
 /**
- * The engine's use cases: inspect (read-only), prepare and release. It holds the state lock for the
- * whole of a change, recovers an unfinished journal first, and refuses — before writing anything —
- * when the verdict forbids the change.
+ * What a caller planned its intents from: `apply` reuses it under the lock instead of discovering
+ * again, unless recovery ran or the records changed since (another vfio-handoff run finished in
+ * between — every run that changes the host changes the records or leaves a journal).
+ */
+export interface ApplyBasis {
+  readonly snapshot: HostSnapshot;
+  readonly records: ReadonlyMap<number, GroupRecord>;
+}
+
+/**
+ * One GPU's result. Group outcomes (executor.ts) apply to every GPU of the group; besides them:
+ * `blocked` — the verdict forbids preparing it now (error code BLOCKED, nothing written);
+ * `in_use` — a process holds its group's /dev/vfio node, so release left it (IN_USE, nothing written);
+ * `not_found` — no GPU at that address on the host (NOT_FOUND).
+ */
+export type GpuOutcomeKind = GroupOutcomeKind | 'blocked' | 'in_use' | 'not_found';
+
+export interface GpuOutcome {
+  readonly address: PciAddress;
+  readonly want: Want;
+  readonly outcome: GpuOutcomeKind;
+  readonly error?: { readonly code: string; readonly message: string };
+  readonly rollbackError?: { readonly code: 'ROLLBACK_FAILED'; readonly message: string };
+}
+
+export interface ApplyOptions {
+  readonly basis?: ApplyBasis;
+  readonly dryRun?: boolean;
+  readonly signal?: AbortSignal;
+  /**
+   * What a blocked `vfio` intent does: `report` (default) gives it outcome `blocked` and goes on with
+   * the others; `refuse` throws BlockedError for the whole call before anything is written; `skip`
+   * leaves it out, listed in `prepare.skipped` (`prepare --all`).
+   */
+  readonly blocked?: 'report' | 'refuse' | 'skip';
+  /**
+   * What a `host` intent whose /dev/vfio node a process holds (a running VM) does: `report` (default)
+   * gives it outcome `in_use`; `refuse` throws InUseError before anything is written; `ignore`
+   * releases it anyway (`release --force`).
+   */
+  readonly inUse?: 'report' | 'refuse' | 'ignore';
+  /** Discover the host again after a run that changed it, for `after` (default true). */
+  readonly observeAfter?: boolean;
+}
+
+export interface ApplyReport {
+  readonly recovered: readonly GroupOutcome[];
+  /** The host the plans were made from (the basis, or discovered under the lock). */
+  readonly snapshot: HostSnapshot;
+  /** The `vfio` intents' handoff and the `host` intents' handoff, in the CLI's report shape. */
+  readonly prepare: HandoffReport;
+  readonly release: HandoffReport;
+  /** Per intent, in intent order. */
+  readonly gpus: readonly GpuOutcome[];
+  /** The host after the run: discovered again when recovery or a step changed it, else `snapshot`. */
+  readonly after: HostSnapshot;
+  /** The records after the run (read again when `after` was); empty for a dry run that read none. */
+  readonly records: ReadonlyMap<number, GroupRecord>;
+  /** How many times this call discovered the host (0 with a reused basis and nothing changed). */
+  readonly discoveries: number;
+}
+
+/** Intents, or — for selections that name GPUs by id or `--all` — a function choosing them from the host under the lock. */
+export type Intents = readonly Intent[] | ((view: { snapshot: HostSnapshot; records: () => Promise<ReadonlyMap<number, GroupRecord>> }) => Promise<readonly Intent[]> | readonly Intent[]);
+
+/**
+ * The engine's use cases: inspect (read-only) and `apply` — one run that takes the state lock once,
+ * recovers an unfinished journal once, discovers the host once (or reuses the caller's basis), then
+ * prepares the GPUs wanted on VFIO and releases the ones wanted back, and returns one report with
+ * per-GPU outcomes. `prepare` and `release` (the CLI's commands) are `apply` with every intent the
+ * same way. It refuses — before writing anything — when the verdict forbids the change.
  */
 export class HandoffEngine {
   private readonly recorder: HandoffRecorder;
@@ -71,56 +152,150 @@ export class HandoffEngine {
 
   async inspect(opts: { allowBootGpu: boolean }): Promise<InspectReport> {
     const snapshot = await this.discover();
-    const users = await this.deviceUsers(snapshot, snapshot.gpus);
+    const users = await this.deviceUsers(snapshot, snapshot.gpus, []);
     const assessments = snapshot.gpus.map((g) => assessGpu(snapshot, g, { allowBootGpu: opts.allowBootGpu, users }));
     const plans = new Map<PciAddress, Plan>();
     for (const a of assessments) if (a.verdict === 'preparable') plans.set(a.gpu.fn.address, planPrepare(snapshot, [a]));
     return { snapshot, assessments, plans };
   }
 
+  /** `vfio-handoff prepare`: every selected GPU wanted on VFIO; explicit selections refuse when one is blocked, `--all` skips those. */
   async prepare(selection: Selection, opts: { allowBootGpu: boolean; dryRun?: boolean; signal?: AbortSignal }): Promise<HandoffReport> {
-    return this.locked(opts.dryRun ?? false, async (executor) => {
-      const recovered = opts.dryRun ? [] : refuseAfterFailedRecovery(await executor.recover(opts.signal));
-      const snapshot = await this.discover();
-      const gpus = selection.all ? snapshot.gpus : resolveSelectors(snapshot, selection.selectors);
-      const users = await this.deviceUsers(snapshot, gpus);
-      const assessed = gpus.map((g) => assessGpu(snapshot, g, { allowBootGpu: opts.allowBootGpu, users }));
-      const blocked = assessed.filter((a) => a.verdict === 'blocked');
-      if (!selection.all && blocked.length > 0) {
-        const reasons = blocked.flatMap((a) => a.reasons);
-        throw new BlockedError(
-          `refusing to prepare: ${blocked.map((a) => `${a.gpu.fn.address}: ${a.reasons.map((r) => r.code).join(', ')}`).join('; ')}`,
-          reasons,
-        );
-      }
-      const chosen = assessed.filter((a) => a.verdict !== 'blocked');
-      const plan = planPrepare(snapshot, chosen);
-      const outcomes = opts.dryRun ? [] : await executor.run(plan, opts.signal);
-      return { operation: 'prepare', recovered, assessments: chosen, skipped: blocked, plan, preamble: executor.preamble, outcomes, dryRun: opts.dryRun ?? false };
-    });
+    const report = await this.apply(
+      ({ snapshot }) =>
+        (selection.all ? snapshot.gpus : resolveSelectors(snapshot, selection.selectors)).map((g) => ({ address: g.fn.address, want: 'vfio' as const, allowBootGpu: opts.allowBootGpu })),
+      { dryRun: opts.dryRun, signal: opts.signal, blocked: selection.all ? 'skip' : 'refuse', observeAfter: false },
+    );
+    return report.prepare;
   }
 
+  /** `vfio-handoff release`: every selected GPU (`--all`: those on VFIO or recorded) wanted back; refuses while a VMM holds one unless forced. */
   async release(selection: Selection, opts: { dryRun?: boolean; force?: boolean; signal?: AbortSignal } = {}): Promise<HandoffReport> {
-    return this.locked(opts.dryRun ?? false, async (executor) => {
-      const recovered = opts.dryRun ? [] : refuseAfterFailedRecovery(await executor.recover(opts.signal));
-      const snapshot = await this.discover();
-      const records = await this.deps.store.readRecords();
-      const gpus = selection.all
-        ? snapshot.gpus.filter((g) => isOnVfio(snapshot, g) || (g.fn.iommuGroup !== undefined && records.has(g.fn.iommuGroup)))
-        : resolveSelectors(snapshot, selection.selectors);
-      const assessed = gpus.map((g) => assessGpu(snapshot, g, { allowBootGpu: true }));
-      if (!opts.force) {
-        // A VMM holding /dev/vfio/<group> means a running VM: unbinding under it would crash the guest.
-        const users = (await this.deviceUsers(snapshot, gpus, true)).filter((u) => u.path.startsWith('/dev/vfio/'));
-        if (users.length > 0) {
-          throw new InUseError(
-            `refusing to release: ${users.map((u) => `${u.path} is open by pid ${u.pid} (${u.command})`).join('; ')}`,
-          );
+    const report = await this.apply(
+      async ({ snapshot, records }) => {
+        const recorded = await records();
+        const gpus = selection.all
+          ? snapshot.gpus.filter((g) => onVfio(snapshot, g.fn.address) || (g.fn.iommuGroup !== undefined && recorded.has(g.fn.iommuGroup)))
+          : resolveSelectors(snapshot, selection.selectors);
+        return gpus.map((g) => ({ address: g.fn.address, want: 'host' as const }));
+      },
+      { dryRun: opts.dryRun, signal: opts.signal, inUse: opts.force ? 'ignore' : 'refuse', observeAfter: false },
+    );
+    return report.release;
+  }
+
+  /**
+   * One handoff run for a set of intents (the agent calls it once per pass). Under one lock: validate
+   * the state files, finish an unfinished journal (a rollback that cannot finish stops the run:
+   * RollbackFailedError), take the host view (the basis when still current, else one discovery),
+   * assess every intent, run the prepare plan then the release plan (each journaled as before), and
+   * discover once more if anything changed. Errors for the whole call: JournalError (lock held or bad
+   * state file), RollbackFailedError, and with `refuse` policies BlockedError / InUseError.
+   */
+  async apply(intents: Intents, opts: ApplyOptions = {}): Promise<ApplyReport> {
+    const dryRun = opts.dryRun ?? false;
+    return this.locked(dryRun, async (executor, lockedRecords) => {
+      const recovered = dryRun ? [] : refuseAfterFailedRecovery(await executor.recover(opts.signal));
+      let records: ReadonlyMap<number, GroupRecord> | undefined = recovered.length === 0 ? lockedRecords : undefined;
+      const readRecords = async (): Promise<ReadonlyMap<number, GroupRecord>> => (records ??= await this.deps.store.readRecords());
+      let discoveries = 0;
+      let snapshot: HostSnapshot;
+      if (opts.basis && records !== undefined && sameRecords(opts.basis.records, records)) {
+        snapshot = opts.basis.snapshot;
+      } else {
+        snapshot = await this.discover();
+        discoveries++;
+      }
+      const chosen = typeof intents === 'function' ? await intents({ snapshot, records: readRecords }) : intents;
+
+      const outcomes = new Map<PciAddress, GpuOutcome>();
+      const vfio: { intent: Intent; gpu: Gpu }[] = [];
+      const host: { intent: Intent; gpu: Gpu }[] = [];
+      for (const intent of chosen) {
+        const gpu = gpuAt(snapshot, intent.address);
+        if (!gpu) {
+          outcomes.set(intent.address, { address: intent.address, want: intent.want, outcome: 'not_found', error: { code: 'NOT_FOUND', message: `no GPU ${intent.address} on this host` } });
+          continue;
+        }
+        (intent.want === 'vfio' ? vfio : host).push({ intent, gpu });
+      }
+      const scanRelease = opts.inUse !== 'ignore';
+      const users = await this.deviceUsers(snapshot, vfio.map((x) => x.gpu), scanRelease ? host.map((x) => x.gpu) : []);
+      const hostUsers = users.filter((u) => !u.path.startsWith('/dev/vfio/'));
+      // A VMM holding /dev/vfio/<group> means a running VM: unbinding under it would crash the guest.
+      const vmmUsers = users.filter((u) => u.path.startsWith('/dev/vfio/'));
+
+      // Prepare: assessed with the host's device-file users; blocked ones per the policy.
+      const assessed = vfio.map(({ intent, gpu }) => assessGpu(snapshot, gpu, { allowBootGpu: intent.allowBootGpu ?? false, users: hostUsers }));
+      const blocked = assessed.filter((a) => a.verdict === 'blocked');
+      if (opts.blocked === 'refuse' && blocked.length > 0) {
+        throw new BlockedError(`refusing to prepare: ${blocked.map(blockedText).join('; ')}`, blocked.flatMap((a) => a.reasons));
+      }
+      for (const a of blocked) {
+        if (opts.blocked === 'skip') continue;
+        outcomes.set(a.gpu.fn.address, { address: a.gpu.fn.address, want: 'vfio', outcome: 'blocked', error: { code: 'BLOCKED', message: `refusing to prepare: ${blockedText(a)}` } });
+      }
+      const toPrepare = assessed.filter((a) => a.verdict !== 'blocked');
+
+      // Release: anything held by a VMM per the policy.
+      if (opts.inUse === 'refuse' && vmmUsers.length > 0) {
+        throw new InUseError(`refusing to release: ${vmmUsers.map(userText).join('; ')}`);
+      }
+      const heldBy = (g: Gpu): DeviceUser[] => vmmUsers.filter((u) => u.address === g.fn.address || (g.fn.iommuGroup !== undefined && functionAt(snapshot, u.address)?.iommuGroup === g.fn.iommuGroup));
+      const releasing = host.filter(({ gpu }) => {
+        const held = heldBy(gpu);
+        if (held.length === 0) return true;
+        outcomes.set(gpu.fn.address, { address: gpu.fn.address, want: 'host', outcome: 'in_use', error: { code: 'IN_USE', message: `refusing to release: ${held.map(userText).join('; ')}` } });
+        return false;
+      });
+      const released = releasing.map(({ gpu }) => assessGpu(snapshot, gpu, { allowBootGpu: true }));
+
+      const preparePlan = planPrepare(snapshot, toPrepare);
+      const prepareOutcomes = dryRun ? [] : await executor.run(preparePlan, opts.signal);
+      const preparePreamble = executor.preamble;
+      const releasePlan = planRelease(snapshot, released, released.length > 0 || host.length > 0 ? await readRecords() : new Map());
+      const releaseOutcomes = dryRun ? [] : await executor.run(releasePlan, opts.signal);
+      const releasePreamble = executor.preamble;
+
+      for (const o of [...prepareOutcomes, ...releaseOutcomes]) {
+        for (const address of o.gpus) {
+          outcomes.set(address, {
+            address,
+            want: o.operation === 'prepare' ? 'vfio' : 'host',
+            outcome: o.outcome,
+            ...(o.error ? { error: o.error } : {}),
+            ...(o.rollbackError ? { rollbackError: o.rollbackError } : {}),
+          });
         }
       }
-      const plan = planRelease(snapshot, assessed, records);
-      const outcomes = opts.dryRun ? [] : await executor.run(plan, opts.signal);
-      return { operation: 'release', recovered, assessments: assessed, skipped: [], plan, preamble: executor.preamble, outcomes, dryRun: opts.dryRun ?? false };
+      const changed = recovered.length > 0 || [...prepareOutcomes, ...releaseOutcomes].some((o) => o.outcome !== 'already') || [...preparePreamble, ...releasePreamble].some((s) => s.outcome === 'done');
+      let after = snapshot;
+      if (changed && (opts.observeAfter ?? true)) {
+        after = await this.discover();
+        discoveries++;
+        records = await this.deps.store.readRecords();
+      }
+
+      const report = (operation: 'prepare' | 'release', assessments: readonly Assessment[], skipped: readonly Assessment[], plan: Plan, preamble: readonly StepOutcome[], outs: readonly GroupOutcome[]): HandoffReport => ({
+        operation,
+        recovered,
+        assessments,
+        skipped,
+        plan,
+        preamble,
+        outcomes: outs,
+        dryRun,
+      });
+      return {
+        recovered,
+        snapshot,
+        prepare: report('prepare', toPrepare, opts.blocked === 'skip' ? blocked : [], preparePlan, preparePreamble, prepareOutcomes),
+        release: report('release', released, [], releasePlan, releasePreamble, releaseOutcomes),
+        gpus: chosen.map((i) => outcomes.get(i.address) ?? { address: i.address, want: i.want, outcome: 'already' as const }),
+        after,
+        records: records ?? new Map(),
+        discoveries,
+      };
     });
   }
 
@@ -134,7 +309,11 @@ export class HandoffEngine {
     return this.locked(false, (executor) => executor.recover(signal));
   }
 
-  private async locked<T>(readOnly: boolean, fn: (executor: HandoffExecutor) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` holding the state lock (read-only runs take none), after both state files validated.
+   * `fn` gets the records as read for that validation (undefined for read-only runs).
+   */
+  private async locked<T>(readOnly: boolean, fn: (executor: HandoffExecutor, records: ReadonlyMap<number, GroupRecord> | undefined) => Promise<T>): Promise<T> {
     const executor = new HandoffExecutor({
       host: this.deps.host,
       store: this.deps.store,
@@ -148,33 +327,41 @@ export class HandoffEngine {
       onStep: this.deps.onStep,
       hung: this.hung,
     });
-    if (readOnly) return fn(executor);
+    if (readOnly) return fn(executor, undefined);
     const unlock = await this.deps.store.lock();
     try {
       // Both state files are validated before anything is written — recovery, the preamble's module loads and
       // the groups' steps alike: a file of the wrong shape must refuse the run (exit 7) with the host untouched.
       await this.deps.store.readJournal();
-      await this.deps.store.readRecords();
+      const records = await this.deps.store.readRecords();
       this.deps.host.warmUp?.();
-      return await fn(executor);
+      return await fn(executor, records);
     } finally {
       await unlock();
     }
   }
 
-  private async deviceUsers(snapshot: HostSnapshot, gpus: readonly Gpu[], vfioOnly = false): Promise<DeviceUser[]> {
+  /**
+   * Processes holding device files: of `preparing` GPUs' functions not on vfio-pci (DRM, fbdev, sound,
+   * nvidia nodes), and of `releasing` GPUs' functions on vfio-pci (their /dev/vfio group node). One
+   * procfs scan for both.
+   */
+  private async deviceUsers(snapshot: HostSnapshot, preparing: readonly Gpu[], releasing: readonly Gpu[]): Promise<DeviceUser[]> {
     if (!this.deps.scanDeviceUsers) return [];
     const wanted = new Map<PciAddress, string[]>();
-    for (const g of gpus) {
-      const group = g.fn.iommuGroup;
-      const members = snapshot.functions.filter((f) => (group !== undefined ? f.iommuGroup === group : f.address === g.fn.address));
-      for (const fn of members) {
-        if (fn.isBridge) continue;
-        if (vfioOnly && fn.driver !== VFIO_DRIVER) continue;
-        if (!vfioOnly && fn.driver === VFIO_DRIVER) continue;
-        wanted.set(fn.address, await deviceFilesOf(this.deps.host, fn.address, vfioOnly ? group : undefined));
+    for (const [gpus, vfioOnly] of [[preparing, false], [releasing, true]] as const) {
+      for (const g of gpus) {
+        const group = g.fn.iommuGroup;
+        const members = snapshot.functions.filter((f) => (group !== undefined ? f.iommuGroup === group : f.address === g.fn.address));
+        for (const fn of members) {
+          if (fn.isBridge) continue;
+          if (vfioOnly && fn.driver !== VFIO_DRIVER) continue;
+          if (!vfioOnly && fn.driver === VFIO_DRIVER) continue;
+          wanted.set(fn.address, await deviceFilesOf(this.deps.host, fn.address, vfioOnly ? group : undefined));
+        }
       }
     }
+    if (wanted.size === 0) return [];
     return findDeviceFileUsers(this.deps.host, wanted);
   }
 }
@@ -193,7 +380,20 @@ function refuseAfterFailedRecovery(recovered: readonly GroupOutcome[]): readonly
   return recovered;
 }
 
-function isOnVfio(snapshot: HostSnapshot, gpu: Gpu): boolean {
-  const a = assessGpu(snapshot, gpu, { allowBootGpu: true });
-  return endpoints(a.members).some((m) => m.fn.driver === VFIO_DRIVER || m.fn.driverOverride === VFIO_DRIVER);
+function blockedText(a: Assessment): string {
+  return `${a.gpu.fn.address}: ${a.reasons.map((r) => r.code).join(', ')}`;
+}
+
+function userText(u: DeviceUser): string {
+  return `${u.path} is open by pid ${u.pid} (${u.command})`;
+}
+
+/** Same groups with the same records (the basis is current). */
+function sameRecords(a: ReadonlyMap<number, GroupRecord>, b: ReadonlyMap<number, GroupRecord>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [group, r] of a) {
+    const o = b.get(group);
+    if (!o || JSON.stringify(r) !== JSON.stringify(o)) return false;
+  }
+  return true;
 }

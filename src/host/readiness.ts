@@ -49,6 +49,23 @@ export function notReady(snapshot: HostSnapshot, address: PciAddress): NotReady 
   return undefined;
 }
 
+/**
+ * THE "is it on VFIO" rule: whether the device at `address`, or any other non-bridge function of its
+ * IOMMU group, is bound to vfio-pci or a vfio-pci variant driver — the drivers step 2 of `notReady`
+ * accepts — or has a `driver_override` naming one (a function left between override and probe: the
+ * next probe binds it there). The engine's `release --all` and the agent's node plan both ask this,
+ * so a GPU one of them counts as handed to VFIO the other does too. `false` for an unknown address.
+ */
+export function onVfio(snapshot: HostSnapshot, address: PciAddress): boolean {
+  const fn = functionAt(snapshot, address);
+  if (!fn) return false;
+  const members = groupById(snapshot, fn.iommuGroup)?.members ?? [address];
+  return members.some((a) => {
+    const m = functionAt(snapshot, a);
+    return m !== undefined && (a === address || !m.isBridge) && (isVfioDriver(m.driver) || isVfioDriver(m.driverOverride));
+  });
+}
+
 /** Why IOMMU group `group` is not viable for VFIO, or `undefined` when it is. */
 export function viabilityBlocker(snapshot: HostSnapshot, group: number): string | undefined {
   for (const address of groupById(snapshot, group)?.members ?? []) {

@@ -51,4 +51,23 @@ describe('processes holding GPU device files (procfs scan through the host port)
     const forced = await sut.release(sel, { dryRun: true, force: true });
     expect(forced.plan.groups[0]?.steps.map((s) => s.kind)).toContain('unbind-driver');
   });
+  it('apply (the agent\u2019s one run) leaves a group a VMM holds with outcome in_use and still plans the others', async () => {
+    root = await mkdtemp(join(tmpdir(), 'vh-users-'));
+    await materialiseProfile(await loadBuiltinProfile('server-aspeed-l40s-vfio'), root);
+    await addProcess(root, 777, 'qemu-kvm', '/dev/vfio/31');
+    const store = new MemoryStateStore();
+    for (const [group, gpu] of [[31, '0000:18:00.0'], [45, '0000:3b:00.0']] as const) {
+      store.records.set(group, { group, gpus: [gpu as PciAddress], originalDrivers: { [gpu]: 'nvidia' }, originalOverrides: { [gpu]: null }, framebuffers: [], vtconsoles: [] });
+    }
+    const sut = new HandoffEngine({ host: new NodeHost({ root }), store, clock: realClock, logger: silentLogger, scanDeviceUsers: true });
+    const report = await sut.apply(
+      [
+        { address: '0000:18:00.0' as PciAddress, want: 'host' },
+        { address: '0000:3b:00.0' as PciAddress, want: 'host' },
+      ],
+      { dryRun: true },
+    );
+    expect(report.gpus[0]).toEqual({ address: '0000:18:00.0', want: 'host', outcome: 'in_use', error: { code: 'IN_USE', message: 'refusing to release: /dev/vfio/31 is open by pid 777 (qemu-kvm)' } });
+    expect(report.release.plan.groups.map((g) => g.gpus)).toEqual([['0000:3b:00.0']]);
+  });
 });
