@@ -34,7 +34,7 @@ export default {
   packageManager: 'npm',
   testRunner: 'vitest',
   vitest: { configFile: 'vitest.mutation.config.ts', related: true },
-  plugins: ['@stryker-mutator/vitest-runner'],
+  plugins: ['@stryker-mutator/vitest-runner', './test/mutation/live-reporter.mjs'],
   checkers: [],
   coverageAnalysis: 'perTest',
   mutate: AREAS[/** @type {keyof typeof AREAS} */ (area)],
@@ -42,10 +42,12 @@ export default {
   incremental: true,
   incrementalFile: `test/mutation/${area}.incremental.json`,
   concurrency: Number(process.env.STRYKER_CONCURRENCY ?? 2),
-  // A mutant that loops forever is cut off soon after the tests' own time: timeouts dominate the run otherwise.
-  timeoutMS: 2_000,
+  // A mutant that loops forever is cut off after the tests' own time plus this margin. On the shared 2-core machine
+  // a 2 s margin made mutants of plain strings "time out" (a timeout counts as detected, and restarts a vitest
+  // worker, which costs more than the margin): 10 s keeps the score honest under load.
+  timeoutMS: 10_000,
   timeoutFactor: 1.5,
-  reporters: ['clear-text', 'progress-append-only', 'json'],
+  reporters: ['clear-text', 'progress-append-only', 'json', 'live'],
   jsonReporter: { fileName: `reports/mutation/${area}.json` },
   clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true, reportMutants: true },
   tempDirName: `.stryker-tmp-${area}`,

@@ -1,0 +1,129 @@
+/**
+ * The pure step planners of plan.ts, case by case, with every expected step list written out here from the
+ * driver-core order the module documents (override that lets the wanted driver probe, unbind, probe, then the
+ * target override): release from a record, from a legacy record, for functions no record knows; a release
+ * rollback's re-prepare; the "whatever host driver probes" target; and the IOMMU backend load for a group that
+ * is already ready.
+ */
+import { describe, expect, it } from 'vitest';
+import type { PciAddress } from '../core/pci-address.js';
+import type { HostSnapshot } from '../host/model.js';
+import { HOST_DRIVER, planPrepare, releaseSteps, reprepareSteps, restoreSteps, type GroupRecord } from './plan.js';
+import type { Assessment } from './verdict.js';
+
+const A = '0000:41:00.0' as PciAddress;
+const B = '0000:41:00.1' as PciAddress;
+const C = '0000:41:00.2' as PciAddress;
+const D = '0000:41:00.3' as PciAddress;
+const fn = (address: PciAddress, driver: string | undefined, driverOverride: string | undefined) => ({ address, driver, driverOverride });
+
+const NO_EXTRAS = { framebuffers: [], vtconsoles: [] };
+
+describe('releaseSteps', () => {
+  it('functions the record does not know: one on vfio-pci (or with a vfio-pci override) goes to the host driver, one elsewhere is left alone', () => {
+    const record: GroupRecord = { group: 7, gpus: [A], originalDrivers: { [A]: 'snd_hda_intel' }, originalOverrides: { [A]: null }, ...NO_EXTRAS };
+    const steps = releaseSteps(7, [fn(A, 'vfio-pci', 'vfio-pci'), fn(B, 'vfio-pci', 'vfio-pci'), fn(C, 'xhci_hcd', undefined), fn(D, undefined, 'vfio-pci'), fn('0000:41:00.4' as PciAddress, 'vfio-pci', undefined)], record);
+    expect(steps).toEqual([
+      { kind: 'clear-override', address: A },
+      { kind: 'unbind-driver', address: A, driver: 'vfio-pci' },
+      { kind: 'probe', address: A, expect: 'snd_hda_intel' },
+      { kind: 'clear-override', address: B },
+      { kind: 'unbind-driver', address: B, driver: 'vfio-pci' },
+      { kind: 'probe', address: B, expect: undefined },
+      // No driver but a stale vfio-pci override: the override goes, then the host's own match probes.
+      { kind: 'clear-override', address: D },
+      { kind: 'probe', address: D, expect: undefined },
+      // On vfio-pci without an override (vfio-pci.ids=): unbind and let the host driver probe.
+      { kind: 'unbind-driver', address: '0000:41:00.4', driver: 'vfio-pci' },
+      { kind: 'probe', address: '0000:41:00.4', expect: undefined },
+      // C (xhci_hcd, not ours) is neither written nor verified; nothing stays on vfio-pci, so the node must go.
+      { kind: 'verify-group', group: 7, expect: 'host', members: [A, B, D, '0000:41:00.4'] },
+    ]);
+  });
+
+  it('a function recorded as already on vfio-pci stays there, so /dev/vfio/<group> is not expected to go', () => {
+    const record: GroupRecord = {
+      group: 3,
+      gpus: [A],
+      originalDrivers: { [A]: null, [B]: 'vfio-pci' },
+      originalOverrides: { [A]: null, [B]: 'vfio-pci' },
+      framebuffers: [{ device: 'simple-framebuffer.0', driver: 'simple-framebuffer' }],
+      vtconsoles: ['vtcon1'],
+    };
+    const steps = releaseSteps(3, [fn(A, 'vfio-pci', 'vfio-pci'), fn(B, 'vfio-pci', 'vfio-pci')], record);
+    expect(steps).toEqual([
+      { kind: 'clear-override', address: A },
+      { kind: 'unbind-driver', address: A, driver: 'vfio-pci' },
+      { kind: 'verify-group', group: 3, expect: 'host', members: [A], nodeGone: false },
+      { kind: 'bind-framebuffer', device: 'simple-framebuffer.0', driver: 'simple-framebuffer' },
+      { kind: 'bind-vtconsole', vtconsole: 'vtcon1' },
+    ]);
+  });
+
+  it('a legacy record (drivers only, no overrides): none and vfio-pci both mean the host driver, a named driver is probed by name; overrides are cleared', () => {
+    const record: GroupRecord = { group: 5, gpus: [A], originalDrivers: { [A]: null, [B]: 'vfio-pci', [C]: 'snd_hda_intel' }, ...NO_EXTRAS };
+    const steps = releaseSteps(5, [fn(A, 'vfio-pci', 'vfio-pci'), fn(B, 'vfio-pci', 'vfio-pci'), fn(C, 'vfio-pci', 'vfio-pci')], record);
+    expect(steps).toEqual([
+      { kind: 'clear-override', address: A },
+      { kind: 'unbind-driver', address: A, driver: 'vfio-pci' },
+      { kind: 'probe', address: A, expect: undefined },
+      { kind: 'clear-override', address: B },
+      { kind: 'unbind-driver', address: B, driver: 'vfio-pci' },
+      { kind: 'probe', address: B, expect: undefined },
+      { kind: 'clear-override', address: C },
+      { kind: 'unbind-driver', address: C, driver: 'vfio-pci' },
+      { kind: 'probe', address: C, expect: 'snd_hda_intel' },
+      { kind: 'verify-group', group: 5, expect: 'host', members: [A, B, C] },
+    ]);
+  });
+});
+
+describe('restoreSteps to "whatever host driver probes"', () => {
+  const host = { driver: HOST_DRIVER, override: null };
+  it('a function already on a host driver needs nothing; one without a driver is probed; one on vfio-pci is unbound and probed', () => {
+    expect(restoreSteps([fn(A, 'nouveau', undefined)], { [A]: host })).toEqual([]);
+    expect(restoreSteps([fn(A, undefined, undefined)], { [A]: host })).toEqual([{ kind: 'probe', address: A, expect: undefined }]);
+    expect(restoreSteps([fn(A, 'vfio-pci', undefined)], { [A]: host })).toEqual([
+      { kind: 'unbind-driver', address: A, driver: 'vfio-pci' },
+      { kind: 'probe', address: A, expect: undefined },
+    ]);
+  });
+});
+
+describe('reprepareSteps (undoing a release that failed halfway)', () => {
+  it('each function not on vfio-pci gets the override it lacks, leaves its driver and probes vfio-pci; the whole group is verified on vfio', () => {
+    const steps = reprepareSteps(9, [fn(A, 'snd_hda_intel', undefined), fn(B, 'vfio-pci', 'vfio-pci'), fn(C, undefined, 'vfio-pci')]);
+    expect(steps).toEqual([
+      { kind: 'set-override', address: A, driver: 'vfio-pci' },
+      { kind: 'unbind-driver', address: A, driver: 'snd_hda_intel' },
+      { kind: 'probe', address: A, expect: 'vfio-pci' },
+      { kind: 'probe', address: C, expect: 'vfio-pci' },
+      { kind: 'verify-group', group: 9, expect: 'vfio', members: [A, B, C] },
+    ]);
+  });
+});
+
+describe('planPrepare preamble', () => {
+  /** Only the fields planPrepare reads: vfio-pci loaded, no IOMMU backend (vfio-pci insmod'ed without modprobe's softdep). */
+  const snapshot = {
+    vfioPci: { loaded: true, loadable: true },
+    vfioIommuType1: { loaded: false },
+    iommufd: false,
+    framebuffers: [],
+    vtconsoles: [],
+    vfioGroupNodes: [4],
+  } as unknown as HostSnapshot;
+  const gpuFn = { address: A, driver: 'vfio-pci', driverOverride: 'vfio-pci', iommuGroup: 4 };
+  const assessment = (verdict: Assessment['verdict']) =>
+    ({ gpu: { fn: gpuFn, framebuffers: [] }, verdict, members: [{ fn: gpuFn, role: 'gpu' }], reasons: [], warnings: [] }) as unknown as Assessment;
+
+  it('a group already ready on vfio-pci still needs an IOMMU backend: vfio_iommu_type1 is loaded, and nothing of the group is written', () => {
+    const plan = planPrepare(snapshot, [assessment('ready')]);
+    expect(plan.preamble).toEqual([{ kind: 'load-module', module: 'vfio_iommu_type1' }]);
+    expect(plan.groups.map((g) => g.steps)).toEqual([[]]);
+  });
+
+  it('a blocked GPU loads nothing', () => {
+    expect(planPrepare(snapshot, [assessment('blocked')]).preamble).toEqual([]);
+  });
+});
