@@ -187,3 +187,25 @@ describe('errorInfo', () => {
     expect(errorInfo(42)).toEqual({ code: 'INTERNAL', message: '42' });
   });
 });
+
+describe('executor: the module load before any group fails', () => {
+  it('every group fails with the failed load as its only step, nothing of the group is written, and no journal is left behind', async () => {
+    const kernel = await host();
+    const store = new MemoryStateStore();
+    kernel.injectFault({ path: 'modprobe:vfio-pci', errno: 'EIO' });
+    const sut = new HandoffEngine({ host: kernel, store, clock: realClock, logger: silentLogger, ...TIMEOUTS });
+    const report = await sut.prepare(sel, { allowBootGpu: true });
+    expect(report.outcomes).toHaveLength(1);
+    const [outcome] = report.outcomes;
+    expect([outcome!.group, outcome!.gpus, outcome!.operation, outcome!.outcome, outcome!.error?.code]).toEqual([1, [GPU], 'prepare', 'failed', 'HOST_WRITE_FAILED']);
+    expect(outcome!.steps.map((s) => [s.step, s.outcome])).toEqual([[{ kind: 'load-module', module: 'vfio-pci' }, 'failed']]);
+    expect(outcome!.rollback).toBeUndefined();
+    expect(kernel.writeLog.map((e) => [e.kind, e.path, e.outcome])).toEqual([['modprobe', 'vfio-pci', 'error']]);
+    expect(drivers(kernel)).toEqual([
+      [undefined, undefined],
+      ['snd_hda_intel', undefined],
+    ]);
+    expect(store.journal).toBeUndefined();
+    expect([...store.records.keys()]).toEqual([]);
+  });
+});
