@@ -1,0 +1,104 @@
+/**
+ * What `recover()` reports after a crash (an exception escaping the step hook stands in for SIGKILL: nothing
+ * after it runs) on workstation-efifb: GPU 0000:01:00.0 (no driver), audio 0000:01:00.1 (snd_hda_intel), group 1.
+ * Prepare's steps: 1–2 the preamble's module loads, then unbind-vtconsole, unbind-framebuffer, set-override GPU,
+ * probe GPU (step 6), set-override audio, unbind audio, probe audio, verify. Expectations are written here.
+ */
+import { describe, expect, it } from 'vitest';
+import { realClock } from '../../../src/core/clock.js';
+import type { Logger } from '../../../src/core/logger.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import { HandoffEngine } from '../../../src/handoff/engine.js';
+import { parseSelectors } from '../../../src/handoff/select.js';
+import { loadBuiltinProfile } from '../../../src/profiles/load.js';
+import { SimulatedKernel } from '../../../src/sysfs/simulated-kernel.js';
+import { MemoryStateStore } from '../../../src/state/journal.js';
+
+const GPU = '0000:01:00.0';
+const AUDIO = '0000:01:00.1';
+const sel = { all: false as const, selectors: parseSelectors([GPU]) };
+class Crash extends Error {}
+
+function engine(kernel: SimulatedKernel, store: MemoryStateStore, opts: { crashAt?: number; logger?: Logger } = {}) {
+  return new HandoffEngine({
+    host: kernel,
+    store,
+    clock: realClock,
+    logger: opts.logger ?? silentLogger,
+    verifyTimeoutMs: 200,
+    writeTimeoutMs: 1_000,
+    afterStep: (n) => {
+      if (n === opts.crashAt) throw new Crash(`crash after step ${n}`);
+    },
+  });
+}
+function drivers(kernel: SimulatedKernel) {
+  const s = kernel.state();
+  return [GPU, AUDIO].map((a) => s.devices.find((d) => d.address === a)!.driver);
+}
+function capturingLogger(warnings: [object, string | undefined][]): Logger {
+  const l: Logger = { ...silentLogger, warn: (obj, msg) => void warnings.push([obj, msg]), child: () => l };
+  return l;
+}
+
+async function crashedPrepare(crashAt: number) {
+  const kernel = new SimulatedKernel(await loadBuiltinProfile('workstation-efifb'));
+  const store = new MemoryStateStore();
+  await expect(engine(kernel, store, { crashAt }).prepare(sel, { allowBootGpu: true })).rejects.toBeInstanceOf(Crash);
+  return { kernel, store };
+}
+
+describe('recover() after a crashed prepare', () => {
+  it('resumes the group from the step after the last journaled one, reports it as resumed, and logs which journal it recovers', async () => {
+    const { kernel, store } = await crashedPrepare(6);
+    const id = store.journal!.id;
+    expect(id).toMatch(/^prepare-/);
+    expect(drivers(kernel)).toEqual(['vfio-pci', 'snd_hda_intel']);
+    const warnings: [object, string | undefined][] = [];
+    const recovered = await engine(kernel, store, { logger: capturingLogger(warnings) }).recover();
+    expect(recovered.map((o) => [o.group, o.gpus, o.operation, o.outcome])).toEqual([[1, [GPU], 'prepare', 'resumed']]);
+    expect(recovered[0]!.steps.map((s) => [s.step.kind, s.outcome])).toEqual([
+      ['set-override', 'done'],
+      ['unbind-driver', 'done'],
+      ['probe', 'done'],
+      ['verify-group', 'done'],
+    ]);
+    expect(warnings[0]).toEqual([{ journal: id, operation: 'prepare' }, 'recovering an unfinished handoff']);
+    expect(drivers(kernel)).toEqual(['vfio-pci', 'vfio-pci']);
+    expect(store.journal).toBeUndefined();
+  });
+
+  it('a crash after the last step leaves nothing to do: the group is reported already done and nothing is written', async () => {
+    const { kernel, store } = await crashedPrepare(10);
+    kernel.clearWriteLog();
+    const recovered = await engine(kernel, store).recover();
+    expect(recovered.map((o) => [o.group, o.outcome, o.steps])).toEqual([[1, 'already', []]]);
+    expect(kernel.writeLog).toEqual([]);
+    expect(store.journal).toBeUndefined();
+  });
+
+  it('resuming fails and so does the rollback: the outcome says so and the journal is kept for the next run', async () => {
+    const { kernel, store } = await crashedPrepare(6);
+    kernel.injectFault({ path: 'sys/bus/pci/drivers/snd_hda_intel/unbind', errno: 'EBUSY' });
+    kernel.injectFault({ path: 'sys/bus/pci/drivers/vfio-pci/unbind', errno: 'EIO' });
+    const recovered = await engine(kernel, store).recover();
+    expect(recovered.map((o) => [o.group, o.outcome, o.error?.code, o.rollbackError?.code])).toEqual([[1, 'rollback_failed', 'HOST_WRITE_FAILED', 'ROLLBACK_FAILED']]);
+    expect(store.journal?.groups.map((g) => g.status)).toEqual(['failed']);
+  });
+});
+
+describe('recover() after a crashed release', () => {
+  it('resumes the release and reports it as resumed; the group ends on exactly its original drivers', async () => {
+    const kernel = new SimulatedKernel(await loadBuiltinProfile('workstation-efifb'));
+    const store = new MemoryStateStore();
+    await engine(kernel, store).prepare(sel, { allowBootGpu: true });
+    // Release: clear-override GPU, unbind GPU, clear-override audio (step 3), unbind audio, probe audio, verify, framebuffer, console.
+    await expect(engine(kernel, store, { crashAt: 3 }).release(sel)).rejects.toBeInstanceOf(Crash);
+    const recovered = await engine(kernel, store).recover();
+    expect(recovered.map((o) => [o.group, o.gpus, o.operation, o.outcome])).toEqual([[1, [GPU], 'release', 'resumed']]);
+    expect(recovered[0]!.steps.map((s) => s.step.kind)).toEqual(['unbind-driver', 'probe', 'verify-group', 'bind-framebuffer', 'bind-vtconsole']);
+    expect(drivers(kernel)).toEqual([undefined, 'snd_hda_intel']);
+    expect(store.journal).toBeUndefined();
+    expect([...store.records.keys()]).toEqual([]);
+  });
+});
