@@ -12,7 +12,7 @@ import { HandoffEngine } from '../../../src/handoff/engine.js';
 import { parseSelectors } from '../../../src/handoff/select.js';
 import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import { SimulatedKernel } from '../../../src/sysfs/simulated-kernel.js';
-import { MemoryStateStore } from '../../../src/state/journal.js';
+import { MemoryStateStore, type JournalGroup } from '../../../src/state/journal.js';
 
 const GPU = '0000:01:00.0';
 const AUDIO = '0000:01:00.1';
@@ -100,5 +100,32 @@ describe('recover() after a crashed release', () => {
     expect(drivers(kernel)).toEqual([undefined, 'snd_hda_intel']);
     expect(store.journal).toBeUndefined();
     expect([...store.records.keys()]).toEqual([]);
+  });
+});
+
+describe('recover() of a run that died with two groups mid-rollback', () => {
+  it('rolls back each failed group to its own state before the run (server-aspeed-4xh100: H100s 0000:18:00.0, group 31, and 0000:3b:00.0, group 45, on nvidia)', async () => {
+    const kernel = new SimulatedKernel(await loadBuiltinProfile('server-aspeed-4xh100'));
+    const both = { all: false as const, selectors: parseSelectors(['0000:18:00.0', '0000:3b:00.0']) };
+    // The dead run had moved both to vfio-pci (its own state dir is the one below).
+    await engine(kernel, new MemoryStateStore()).prepare(both, { allowBootGpu: false });
+    const failed = (group: number, address: string): JournalGroup => ({
+      group,
+      record: { group, gpus: [address as typeof GPU], originalDrivers: { [address]: 'nvidia' }, originalOverrides: { [address]: null }, framebuffers: [], vtconsoles: [] },
+      steps: [],
+      completed: 2,
+      status: 'failed',
+      before: { [address]: { driver: 'nvidia', override: null } },
+    });
+    const store = new MemoryStateStore();
+    store.journal = { version: 1, id: 'prepare-dead', operation: 'prepare', pid: 1, startedAt: 0, preamble: { steps: [], completed: 0 }, groups: [failed(31, '0000:18:00.0'), failed(45, '0000:3b:00.0')] };
+    const recovered = await engine(kernel, store).recover();
+    expect(recovered.map((o) => [o.group, o.outcome])).toEqual([
+      [31, 'rolled_back'],
+      [45, 'rolled_back'],
+    ]);
+    const s = kernel.state();
+    expect(['0000:18:00.0', '0000:3b:00.0'].map((a) => s.devices.find((d) => d.address === a)!.driver)).toEqual(['nvidia', 'nvidia']);
+    expect(store.journal).toBeUndefined();
   });
 });
