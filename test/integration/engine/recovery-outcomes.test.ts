@@ -120,12 +120,46 @@ describe('recover() of a run that died with two groups mid-rollback', () => {
     const store = new MemoryStateStore();
     store.journal = { version: 1, id: 'prepare-dead', operation: 'prepare', pid: 1, startedAt: 0, preamble: { steps: [], completed: 0 }, groups: [failed(31, '0000:18:00.0'), failed(45, '0000:3b:00.0')] };
     const recovered = await engine(kernel, store).recover();
-    expect(recovered.map((o) => [o.group, o.outcome])).toEqual([
-      [31, 'rolled_back'],
-      [45, 'rolled_back'],
+    expect(recovered.map((o) => [o.group, o.outcome, o.steps, o.rollbackError])).toEqual([
+      [31, 'rolled_back', [], undefined],
+      [45, 'rolled_back', [], undefined],
     ]);
     const s = kernel.state();
     expect(['0000:18:00.0', '0000:3b:00.0'].map((a) => s.devices.find((d) => d.address === a)!.driver)).toEqual(['nvidia', 'nvidia']);
+    // Each rollback is journaled as it completes (a crash between the two must not roll back the first again).
+    expect(store.journalWrites.map((j) => j.groups.map((g) => g.status))).toEqual([
+      ['rolled-back', 'failed'],
+      ['rolled-back', 'rolled-back'],
+    ]);
+    expect(store.journalWrites.at(-1)!.groups).toEqual([
+      { ...failed(31, '0000:18:00.0'), status: 'rolled-back' },
+      { ...failed(45, '0000:3b:00.0'), status: 'rolled-back' },
+    ]);
     expect(store.journal).toBeUndefined();
+  });
+
+  it('a rollback that fails again is reported as rollback_failed with what failed, and the journal is kept', async () => {
+    const kernel = new SimulatedKernel(await loadBuiltinProfile('server-aspeed-4xh100'));
+    const one = { all: false as const, selectors: parseSelectors(['0000:18:00.0']) };
+    await engine(kernel, new MemoryStateStore()).prepare(one, { allowBootGpu: false });
+    const store = new MemoryStateStore();
+    const group: JournalGroup = {
+      group: 31,
+      record: { group: 31, gpus: ['0000:18:00.0' as typeof GPU], originalDrivers: { '0000:18:00.0': 'nvidia' }, originalOverrides: { '0000:18:00.0': null }, framebuffers: [], vtconsoles: [] },
+      steps: [],
+      completed: 2,
+      status: 'failed',
+      before: { '0000:18:00.0': { driver: 'nvidia', override: null } },
+    };
+    store.journal = { version: 1, id: 'prepare-dead', operation: 'prepare', pid: 1, startedAt: 0, preamble: { steps: [], completed: 0 }, groups: [group] };
+    kernel.injectFault({ path: 'sys/bus/pci/drivers/vfio-pci/unbind', errno: 'EIO' });
+    const recovered = await engine(kernel, store).recover();
+    expect(recovered.map((o) => [o.group, o.gpus, o.operation, o.outcome, o.steps, o.rollbackError?.code])).toEqual([
+      [31, ['0000:18:00.0'], 'prepare', 'rollback_failed', [], 'ROLLBACK_FAILED'],
+    ]);
+    expect(recovered[0]!.rollbackError!.message).toMatch(
+      /^rollback of group 31 did not complete — unbind 0000:18:00\.0 from vfio-pci: .*; .*The group is not as it was before \(it may be half-bound\): 0000:18:00\.0 on vfio-pci\. /,
+    );
+    expect(store.journal?.groups).toEqual([group]);
   });
 });
