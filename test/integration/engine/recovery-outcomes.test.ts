@@ -138,6 +138,33 @@ describe('recover() of a run that died with two groups mid-rollback', () => {
     expect(store.journal).toBeUndefined();
   });
 
+  it('one of two rollbacks fails: the other group is rolled back, and the journal is kept for the one that failed', async () => {
+    const kernel = new SimulatedKernel(await loadBuiltinProfile('server-aspeed-4xh100'));
+    const both = { all: false as const, selectors: parseSelectors(['0000:18:00.0', '0000:3b:00.0']) };
+    await engine(kernel, new MemoryStateStore()).prepare(both, { allowBootGpu: false });
+    const failed = (group: number, address: string): JournalGroup => ({
+      group,
+      record: { group, gpus: [address as typeof GPU], originalDrivers: { [address]: 'nvidia' }, originalOverrides: { [address]: null }, framebuffers: [], vtconsoles: [] },
+      steps: [],
+      completed: 2,
+      status: 'failed',
+      before: { [address]: { driver: 'nvidia', override: null } },
+    });
+    const store = new MemoryStateStore();
+    store.journal = { version: 1, id: 'prepare-dead', operation: 'prepare', pid: 1, startedAt: 0, preamble: { steps: [], completed: 0 }, groups: [failed(31, '0000:18:00.0'), failed(45, '0000:3b:00.0')] };
+    // Only the first unbind from vfio-pci (group 31's) fails.
+    kernel.injectFault({ path: 'sys/bus/pci/drivers/vfio-pci/unbind', errno: 'EIO', times: 1 });
+    const recovered = await engine(kernel, store).recover();
+    expect(recovered.map((o) => [o.group, o.outcome])).toEqual([
+      [31, 'rollback_failed'],
+      [45, 'rolled_back'],
+    ]);
+    expect(store.journal?.groups.map((g) => [g.group, g.status])).toEqual([
+      [31, 'failed'],
+      [45, 'rolled-back'],
+    ]);
+  });
+
   it('a rollback that fails again is reported as rollback_failed with what failed, and the journal is kept', async () => {
     const kernel = new SimulatedKernel(await loadBuiltinProfile('server-aspeed-4xh100'));
     const one = { all: false as const, selectors: parseSelectors(['0000:18:00.0']) };
