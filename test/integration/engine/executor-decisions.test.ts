@@ -209,3 +209,21 @@ describe('executor: the module load before any group fails', () => {
     expect([...store.records.keys()]).toEqual([]);
   });
 });
+
+describe('executor: a write that never returns', () => {
+  it('the journal keeps the group failed with what hung (the timeout message), the device and when', async () => {
+    const kernel = new SimulatedKernel(await loadBuiltinProfile('server-aspeed-4xh100'));
+    const store = new MemoryStateStore();
+    const t0 = Date.now();
+    kernel.injectHang({ path: 'sys/bus/pci/devices/0000:18:00.0/driver_override' });
+    const sut = new HandoffEngine({ host: kernel, store, clock: realClock, logger: silentLogger, verifyTimeoutMs: 200, writeTimeoutMs: 300 });
+    const report = await sut.prepare({ all: false, selectors: parseSelectors(['0000:18:00.0']) }, { allowBootGpu: false });
+    const message = report.outcomes[0]!.error!.message;
+    expect(message).toMatch(/did not return within 300 ms; the kernel may still be stuck in it, so nothing more is written to 0000:18:00\.0$/);
+    const hung = store.journal!.groups[0]!.hung!;
+    expect([store.journal!.groups[0]!.status, hung.what, hung.target]).toEqual(['failed', message, '0000:18:00.0']);
+    expect(hung.at).toBeGreaterThanOrEqual(t0);
+    expect(hung.at).toBeLessThanOrEqual(Date.now());
+    kernel.releaseHangs();
+  });
+});
