@@ -127,3 +127,19 @@ describe('planPrepare preamble', () => {
     expect(planPrepare(snapshot, [assessment('blocked')]).preamble).toEqual([]);
   });
 });
+
+describe('planPrepare group order', () => {
+  it('groups are planned in group-number order, whatever order the GPUs were assessed in', () => {
+    const snapshot = { vfioPci: { loaded: true, loadable: true }, vfioIommuType1: { loaded: true }, iommufd: false, framebuffers: [], vtconsoles: [], vfioGroupNodes: [] } as unknown as HostSnapshot;
+    const assessed = (address: PciAddress, group: number) => {
+      const f = { address, driver: 'nvidia', driverOverride: undefined, iommuGroup: group };
+      return { gpu: { fn: f, framebuffers: [] }, verdict: 'preparable', members: [{ fn: f, role: 'gpu' }], reasons: [], warnings: [] } as unknown as Assessment;
+    };
+    // A host whose lower address sits in the higher group (firmware numbering): 0000:18:00.0 in 45, 0000:3b:00.0 in 31.
+    const plan = planPrepare(snapshot, [assessed('0000:18:00.0' as PciAddress, 45), assessed('0000:3b:00.0' as PciAddress, 31)]);
+    expect(plan.groups.map((g) => [g.group, g.gpus])).toEqual([
+      [31, ['0000:3b:00.0']],
+      [45, ['0000:18:00.0']],
+    ]);
+  });
+});
