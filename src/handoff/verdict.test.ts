@@ -1,9 +1,15 @@
 /**
  * IOMMU_OFF advice per platform (kernel.md §3.6): each names the firmware switch and boot parameter of its own
- * platform only; a host whose platform could not be told gets the advice for all of them.
+ * platform only; a host whose platform could not be told gets the advice for all of them. Then the messages and
+ * conditions of reasons and warnings on built-in hosts, written out here.
  */
 import { describe, expect, it } from 'vitest';
-import { iommuOffAdvice } from './verdict.js';
+import type { PciAddress } from '../core/pci-address.js';
+import { discoverHost } from '../host/discover.js';
+import type { HostSnapshot } from '../host/model.js';
+import { loadBuiltinProfile } from '../profiles/load.js';
+import { SimulatedKernel } from '../sysfs/simulated-kernel.js';
+import { assessGpu, iommuOffAdvice } from './verdict.js';
 
 describe('iommuOffAdvice', () => {
   it('unknown platform: VT-d, AMD-Vi and the arm64 SMMU are all named, with intel_iommu=on for Intel hosts', () => {
@@ -16,5 +22,58 @@ describe('iommuOffAdvice', () => {
     expect(iommuOffAdvice('amd')).toMatch(/^the IOMMU is off: enable AMD-Vi \(IOMMU\) in firmware; amd_iommu is on by default, so remove amd_iommu=off if set$/);
     expect(iommuOffAdvice('arm-smmu')).toMatch(/^the IOMMU is off: on arm64 PCIe devices are isolated by the Arm SMMU/);
     expect(iommuOffAdvice('arm-smmu')).not.toMatch(/intel_iommu|VT-d|AMD-Vi/);
+  });
+});
+
+describe('assessGpu messages and conditions, on built-in hosts', () => {
+  async function snapshotOf(profile: string, setup?: (k: SimulatedKernel) => Promise<void>) {
+    const kernel = new SimulatedKernel(await loadBuiltinProfile(profile));
+    await setup?.(kernel);
+    return discoverHost(kernel);
+  }
+  const gpuOf = (s: HostSnapshot, address: string) => s.gpus.find((g) => g.fn.address === address)!;
+
+  it('BOOT_GPU_NOT_PERMITTED names the firmware framebuffer in the GPU (workstation-efifb: efi-framebuffer.0)', async () => {
+    const s = await snapshotOf('workstation-efifb');
+    const a = assessGpu(s, gpuOf(s, '0000:01:00.0'), { allowBootGpu: false });
+    expect(a.reasons).toEqual([
+      { code: 'BOOT_GPU_NOT_PERMITTED', message: '0000:01:00.0 is the boot GPU (firmware console on efi-framebuffer.0); pass --allow-boot-gpu to take it' },
+    ]);
+  });
+
+  it('BAR_CLAIMED names the claimant and the BAR (qemu-vga-hda with bochs-drm bound, a claim by another name in BAR 0)', async () => {
+    const s = await snapshotOf('qemu-vga-hda', (k) => k.loadModule('bochs'));
+    const claim = { address: '0000:00:02.0' as PciAddress, bar: 0, name: 'some-other-driver', start: 0xc0000000n, end: 0xc0ffffffn, firmwareFramebuffer: false };
+    const a = assessGpu({ ...s, barClaims: [claim] }, gpuOf(s, '0000:00:02.0'), { allowBootGpu: true });
+    expect(a.reasons).toEqual([
+      {
+        code: 'BAR_CLAIMED',
+        message: 'some-other-driver holds BAR 0 of 0000:00:02.0 and no framebuffer driver that prepare could release owns it; a VMM could not map that BAR',
+      },
+    ]);
+  });
+
+  it('HOST_DRIVER_BUSY for a process holding any endpoint of the group (the audio function too), not for devices outside it', async () => {
+    const s = await snapshotOf('workstation-efifb');
+    const users = [
+      { address: '0000:01:00.1' as PciAddress, pid: 99, command: 'pipewire', path: '/dev/snd/controlC1' },
+      { address: '0000:02:00.0' as PciAddress, pid: 7, command: 'systemd-udevd', path: '/dev/nvme0' },
+    ];
+    const a = assessGpu(s, gpuOf(s, '0000:01:00.0'), { allowBootGpu: true, users });
+    expect(a.reasons).toEqual([{ code: 'HOST_DRIVER_BUSY', message: '0000:01:00.1 is in use on the host: pid 99 (pipewire) holds /dev/snd/controlC1' }]);
+  });
+
+  it('kernel 6.1 (sysfb removed by any VGA bind): the second VGA GPU is warned that the boot framebuffer goes; the boot GPU, which owns it, is not', async () => {
+    const s = await snapshotOf('workstation-efifb-6.1');
+    const second = assessGpu(s, gpuOf(s, '0000:03:00.0'), { allowBootGpu: false });
+    expect(second.warnings.filter((w) => w.code === 'SYSFB_REMOVED_BY_ANY_VGA')).toEqual([
+      {
+        code: 'SYSFB_REMOVED_BY_ANY_VGA',
+        message: 'on kernel 6.1.0-56-amd64 binding any VGA-class GPU to vfio-pci also removes the boot framebuffer efi-framebuffer.0: the boot console goes dark',
+      },
+    ]);
+    const boot = assessGpu(s, gpuOf(s, '0000:01:00.0'), { allowBootGpu: true });
+    expect(boot.warnings.map((w) => w.code)).toContain('CONSOLE_WILL_GO_DARK');
+    expect(boot.warnings.map((w) => w.code)).not.toContain('SYSFB_REMOVED_BY_ANY_VGA');
   });
 });
