@@ -77,3 +77,16 @@ describe('assessGpu messages and conditions, on built-in hosts', () => {
     expect(boot.warnings.map((w) => w.code)).not.toContain('SYSFB_REMOVED_BY_ANY_VGA');
   });
 });
+
+describe('FRAMEBUFFER_NOT_RESTORABLE on kernel 6.1 (vfio-pci unregisters sysfb on any VGA bind)', () => {
+  it('a secondary VGA GPU gets it while a firmware framebuffer exists, and not on the same host booted without one', async () => {
+    const profile = await loadBuiltinProfile('workstation-efifb-6.1');
+    const withFb = await discoverHost(new SimulatedKernel(profile));
+    const second = withFb.gpus.find((g) => g.fn.address === '0000:03:00.0')!;
+    expect(assessGpu(withFb, second, { allowBootGpu: false }).warnings.map((w) => w.code)).toContain('FRAMEBUFFER_NOT_RESTORABLE');
+    const noFb = await discoverHost(new SimulatedKernel({ ...profile, framebuffers: [], vtconsoles: [] }));
+    const again = noFb.gpus.find((g) => g.fn.address === '0000:03:00.0')!;
+    expect(noFb.framebuffers).toEqual([]);
+    expect(assessGpu(noFb, again, { allowBootGpu: false }).warnings.map((w) => w.code)).not.toContain('FRAMEBUFFER_NOT_RESTORABLE');
+  });
+});
