@@ -90,3 +90,17 @@ describe('FRAMEBUFFER_NOT_RESTORABLE on kernel 6.1 (vfio-pci unregisters sysfb o
     expect(assessGpu(noFb, again, { allowBootGpu: false }).warnings.map((w) => w.code)).not.toContain('FRAMEBUFFER_NOT_RESTORABLE');
   });
 });
+
+describe('reset advice on a kernel before 5.15 (no reset_method file)', () => {
+  it('RESET_METHOD_UNKNOWN names the running kernel and the GPU', async () => {
+    const profile = { ...(await loadBuiltinProfile('server-aspeed-4xh100')), kernelRelease: '5.10.0-30-amd64' };
+    const s = await discoverHost(new SimulatedKernel(profile));
+    const gpu = s.gpus.find((g) => g.fn.address === '0000:18:00.0')!;
+    expect(gpu.fn.resetMethods).toEqual([]);
+    expect(assessGpu(s, gpu, { allowBootGpu: false }).warnings).toContainEqual({
+      code: 'RESET_METHOD_UNKNOWN',
+      message:
+        'kernel 5.10.0-30-amd64 predates the reset_method file (5.15): the reset method of 0000:18:00.0 is unknown here; vfio-pci tries FLR, PM and bus reset when the VM opens it',
+    });
+  });
+});
