@@ -104,3 +104,40 @@ describe('reset advice on a kernel before 5.15 (no reset_method file)', () => {
     });
   });
 });
+
+describe('advice texts that depend on the host', () => {
+  async function snapshotOf(profile: string) {
+    return discoverHost(new SimulatedKernel(await loadBuiltinProfile(profile)));
+  }
+  /** The snapshot with one function changed, as discovery would have read it. */
+  function withFn(s: HostSnapshot, address: string, change: Partial<HostSnapshot['functions'][number]>): HostSnapshot {
+    const fn = (f: HostSnapshot['functions'][number]) => (f.address === address ? { ...f, ...change } : f);
+    return { ...s, functions: s.functions.map(fn), gpus: s.gpus.map((g) => ({ ...g, fn: fn(g.fn) })) };
+  }
+
+  it('NO_IOMMU_GROUP on an x86 host points at DMAR/IVRS for the GPU\u2019s PCI domain (four digits)', async () => {
+    const s = withFn(await snapshotOf('server-aspeed-4xh100'), '0000:18:00.0', { iommuGroup: undefined });
+    const a = assessGpu(s, s.gpus.find((g) => g.fn.address === '0000:18:00.0')!, { allowBootGpu: false });
+    expect(a.reasons).toEqual([
+      {
+        code: 'NO_IOMMU_GROUP',
+        message: "0000:18:00.0 has no IOMMU group while other devices have one: the IOMMU does not cover it (check the firmware's DMAR/IVRS tables for PCI domain 0000)",
+      },
+    ]);
+  });
+
+  it('NO_RESET_METHOD without a known quirk says only that there is none (H100 10de:2331 has no NVIDIA bus-reset quirk)', async () => {
+    const s = withFn(await snapshotOf('server-aspeed-4xh100'), '0000:18:00.0', { resetMethods: [] });
+    const a = assessGpu(s, s.gpus.find((g) => g.fn.address === '0000:18:00.0')!, { allowBootGpu: false });
+    expect(a.warnings).toContainEqual({ code: 'NO_RESET_METHOD', message: '0000:18:00.0 offers no reset method; the VM may find it in a dirty state after a guest reboot' });
+  });
+
+  it('FOREIGN_DEVICE describes an unbound foreign function as "driver none" (foreign-usb-in-group: xhci 0000:02:00.0 unbound)', async () => {
+    const s = withFn(await snapshotOf('foreign-usb-in-group'), '0000:02:00.0', { driver: undefined });
+    const a = assessGpu(s, s.gpus.find((g) => g.fn.address === '0000:01:00.0')!, { allowBootGpu: false });
+    expect(a.reasons).toContainEqual({
+      code: 'FOREIGN_DEVICE',
+      message: '0000:02:00.0 (USB controller 0x0c0330, 8086:15f0, driver none) shares IOMMU group 1 but is not part of this GPU; it would have to go to the VM too',
+    });
+  });
+});
