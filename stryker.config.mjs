@@ -19,12 +19,13 @@ export const AREAS = {
   core: ['src/core/pci-address.ts', 'src/agent/node-plan.ts'],
 };
 /**
- * Break thresholds (% of mutants killed or timed out), one point under each area's first run on the shared 2-core
- * machine (2026-11-30): deviceplugin 77.25, operator 74.06 (both before the tests written from their
- * survivors), core 93.24. handoff: its first run was stopped at 369 of 571 mutants (85 % of those killed), so
- * 84 until a full run; executor has not had a full run: no threshold until it has (null never fails).
+ * Break thresholds (% of mutants killed or timed out), one point under each area's last honest run on the shared 2-core
+ * machine (2026-11-30): core 99.15 (incremental, with the tests written from its survivors; the 2 left are in
+ * test/mutation/EQUIVALENT.md); deviceplugin 77.25 and operator 74.06 (first runs, before the tests written from their
+ * survivors). handoff and executor: their runs were stopped short of the end (README "Tests" has the partial counts);
+ * handoff keeps 84 from its partial first run, executor has none until a complete run (null never fails).
  */
-export const BREAK = { handoff: 84, executor: null, deviceplugin: 76, operator: 73, core: 92 };
+export const BREAK = { handoff: 84, executor: null, deviceplugin: 76, operator: 73, core: 98 };
 
 const area = process.env.STRYKER_AREA ?? 'handoff';
 if (!(area in AREAS)) throw new Error(`STRYKER_AREA must be one of ${Object.keys(AREAS).join(', ')}`);
