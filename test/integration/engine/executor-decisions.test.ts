@@ -227,3 +227,18 @@ describe('executor: a write that never returns', () => {
     kernel.releaseHangs();
   });
 });
+
+describe('executor: a run whose only step that ran is a verification', () => {
+  it('changed nothing, so the group is reported already prepared', async () => {
+    const kernel = await host();
+    const store = new MemoryStateStore();
+    await new HandoffEngine({ host: kernel, store, clock: realClock, logger: silentLogger, ...TIMEOUTS }).prepare(sel, { allowBootGpu: true });
+    kernel.clearWriteLog();
+    const executor = new HandoffExecutor({ host: kernel, store, clock: realClock, logger: silentLogger, recorder: noopHandoffRecorder, discover: () => discoverHost(kernel), ...TIMEOUTS });
+    const record = (await store.readRecords()).get(1)!;
+    const verify = { kind: 'verify-group' as const, group: 1, expect: 'vfio' as const, members: [GPU, AUDIO] as typeof record.gpus };
+    const [outcome] = await executor.run({ operation: 'prepare', preamble: [], groups: [{ group: 1, gpus: [GPU] as typeof record.gpus, steps: [verify], record }] });
+    expect([outcome!.outcome, outcome!.steps.map((s) => [s.step.kind, s.outcome])]).toEqual(['already', [['verify-group', 'done']]]);
+    expect(kernel.writeLog).toEqual([]);
+  });
+});
