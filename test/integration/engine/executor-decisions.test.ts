@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { realClock } from '../../../src/core/clock.js';
+import type { PciAddress } from '../../../src/core/pci-address.js';
 import { HandoffError } from '../../../src/core/errors.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { discoverHost } from '../../../src/host/discover.js';
@@ -19,8 +20,8 @@ import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import { SimulatedKernel } from '../../../src/sysfs/simulated-kernel.js';
 import { MemoryStateStore, type Journal } from '../../../src/state/journal.js';
 
-const GPU = '0000:01:00.0';
-const AUDIO = '0000:01:00.1';
+const GPU = '0000:01:00.0' as PciAddress;
+const AUDIO = '0000:01:00.1' as PciAddress;
 const sel = { all: false as const, selectors: parseSelectors([GPU]) };
 const TIMEOUTS = { verifyTimeoutMs: 200, writeTimeoutMs: 1_000 };
 
@@ -236,8 +237,8 @@ describe('executor: a run whose only step that ran is a verification', () => {
     kernel.clearWriteLog();
     const executor = new HandoffExecutor({ host: kernel, store, clock: realClock, logger: silentLogger, recorder: noopHandoffRecorder, discover: () => discoverHost(kernel), ...TIMEOUTS });
     const record = (await store.readRecords()).get(1)!;
-    const verify = { kind: 'verify-group' as const, group: 1, expect: 'vfio' as const, members: [GPU, AUDIO] as typeof record.gpus };
-    const [outcome] = await executor.run({ operation: 'prepare', preamble: [], groups: [{ group: 1, gpus: [GPU] as typeof record.gpus, steps: [verify], record }] });
+    const verify = { kind: 'verify-group' as const, group: 1, expect: 'vfio' as const, members: [GPU, AUDIO] };
+    const [outcome] = await executor.run({ operation: 'prepare', preamble: [], groups: [{ group: 1, gpus: [GPU], steps: [verify], record }] });
     expect([outcome!.outcome, outcome!.steps.map((s) => [s.step.kind, s.outcome])]).toEqual(['already', [['verify-group', 'done']]]);
     expect(kernel.writeLog).toEqual([]);
   });

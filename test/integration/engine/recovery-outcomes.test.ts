@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { realClock } from '../../../src/core/clock.js';
+import type { PciAddress } from '../../../src/core/pci-address.js';
 import type { Logger } from '../../../src/core/logger.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { HandoffEngine } from '../../../src/handoff/engine.js';
@@ -14,8 +15,8 @@ import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import { SimulatedKernel } from '../../../src/sysfs/simulated-kernel.js';
 import { MemoryStateStore, type JournalGroup } from '../../../src/state/journal.js';
 
-const GPU = '0000:01:00.0';
-const AUDIO = '0000:01:00.1';
+const GPU = '0000:01:00.0' as PciAddress;
+const AUDIO = '0000:01:00.1' as PciAddress;
 const sel = { all: false as const, selectors: parseSelectors([GPU]) };
 class Crash extends Error {}
 
@@ -111,7 +112,7 @@ describe('recover() of a run that died with two groups mid-rollback', () => {
     await engine(kernel, new MemoryStateStore()).prepare(both, { allowBootGpu: false });
     const failed = (group: number, address: string): JournalGroup => ({
       group,
-      record: { group, gpus: [address as typeof GPU], originalDrivers: { [address]: 'nvidia' }, originalOverrides: { [address]: null }, framebuffers: [], vtconsoles: [] },
+      record: { group, gpus: [address as PciAddress], originalDrivers: { [address]: 'nvidia' }, originalOverrides: { [address]: null }, framebuffers: [], vtconsoles: [] },
       steps: [],
       completed: 2,
       status: 'failed',
@@ -144,7 +145,7 @@ describe('recover() of a run that died with two groups mid-rollback', () => {
     await engine(kernel, new MemoryStateStore()).prepare(both, { allowBootGpu: false });
     const failed = (group: number, address: string): JournalGroup => ({
       group,
-      record: { group, gpus: [address as typeof GPU], originalDrivers: { [address]: 'nvidia' }, originalOverrides: { [address]: null }, framebuffers: [], vtconsoles: [] },
+      record: { group, gpus: [address as PciAddress], originalDrivers: { [address]: 'nvidia' }, originalOverrides: { [address]: null }, framebuffers: [], vtconsoles: [] },
       steps: [],
       completed: 2,
       status: 'failed',
@@ -172,7 +173,7 @@ describe('recover() of a run that died with two groups mid-rollback', () => {
     const store = new MemoryStateStore();
     const group: JournalGroup = {
       group: 31,
-      record: { group: 31, gpus: ['0000:18:00.0' as typeof GPU], originalDrivers: { '0000:18:00.0': 'nvidia' }, originalOverrides: { '0000:18:00.0': null }, framebuffers: [], vtconsoles: [] },
+      record: { group: 31, gpus: ['0000:18:00.0' as PciAddress], originalDrivers: { '0000:18:00.0': 'nvidia' }, originalOverrides: { '0000:18:00.0': null }, framebuffers: [], vtconsoles: [] },
       steps: [],
       completed: 2,
       status: 'failed',
