@@ -123,8 +123,14 @@ describe('planPrepare preamble', () => {
     expect(plan.groups.map((g) => g.steps)).toEqual([[]]);
   });
 
-  it('a blocked GPU loads nothing', () => {
+  it('a blocked GPU loads nothing, not even a missing vfio-pci', () => {
     expect(planPrepare(snapshot, [assessment('blocked')]).preamble).toEqual([]);
+    const bare = { ...snapshot, vfioPci: { loaded: false, loadable: true } } as HostSnapshot;
+    expect(planPrepare(bare, [assessment('blocked')]).preamble).toEqual([]);
+    expect(planPrepare(bare, [assessment('preparable')]).preamble).toEqual([
+      { kind: 'load-module', module: 'vfio-pci' },
+      { kind: 'load-module', module: 'vfio_iommu_type1' },
+    ]);
   });
 });
 

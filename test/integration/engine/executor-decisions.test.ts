@@ -243,3 +243,23 @@ describe('executor: a run whose only step that ran is a verification', () => {
     expect(kernel.writeLog).toEqual([]);
   });
 });
+
+describe('executor: the rollback is logged', () => {
+  it('with the group, the operation and how many rollback steps failed', async () => {
+    const kernel = await host();
+    const warnings: [object, string | undefined][] = [];
+    const logger = { ...silentLogger, warn: (obj: object, msg?: string) => void warnings.push([obj, msg]) };
+    logger.child = () => logger;
+    kernel.injectFault({ path: 'sys/bus/pci/drivers/snd_hda_intel/unbind', errno: 'EBUSY' });
+    await new HandoffEngine({ host: kernel, store: new MemoryStateStore(), clock: realClock, logger, ...TIMEOUTS }).prepare(sel, { allowBootGpu: true });
+    expect(warnings.filter(([, m]) => m === 'rolled back group')).toEqual([[{ group: 1, operation: 'prepare', failed: 0 }, 'rolled back group']]);
+
+    const again = await host();
+    warnings.length = 0;
+    again.injectFault({ path: 'sys/bus/pci/drivers/snd_hda_intel/unbind', errno: 'EBUSY' });
+    again.injectFault({ path: 'sys/bus/pci/drivers/vfio-pci/unbind', errno: 'EIO' });
+    await new HandoffEngine({ host: again, store: new MemoryStateStore(), clock: realClock, logger, ...TIMEOUTS }).prepare(sel, { allowBootGpu: true });
+    // The GPU's unbind from vfio-pci and the verification after it fail.
+    expect(warnings.filter(([, m]) => m === 'rolled back group')).toEqual([[{ group: 1, operation: 'prepare', failed: 2 }, 'rolled back group']]);
+  });
+});
