@@ -191,3 +191,21 @@ describe('recover() of a run that died with two groups mid-rollback', () => {
     expect(store.journal?.groups).toEqual([group]);
   });
 });
+
+describe('a failed second prepare', () => {
+  it('keeps the first prepare\u2019s record (it still describes the GPU that prepare moved), so release gives everything back', async () => {
+    const kernel = new SimulatedKernel(await loadBuiltinProfile('workstation-efifb'));
+    const store = new MemoryStateStore();
+    await engine(kernel, store).prepare(sel, { allowBootGpu: true });
+    // Someone gave the audio back by hand; the second prepare fails to take it again and rolls back.
+    kernel.setDriverBinding(AUDIO, 'snd_hda_intel');
+    kernel.injectFault({ path: 'sys/bus/pci/drivers/snd_hda_intel/unbind', errno: 'EBUSY', times: 1 });
+    const second = await engine(kernel, store).prepare(sel, { allowBootGpu: true });
+    expect(second.outcomes.map((o) => o.outcome)).toEqual(['rolled_back']);
+    expect(drivers(kernel)).toEqual(['vfio-pci', 'snd_hda_intel']);
+    expect(store.records.get(1)?.originalDrivers).toEqual({ [GPU]: null, [AUDIO]: 'snd_hda_intel' });
+    await engine(kernel, store).release(sel);
+    expect(drivers(kernel)).toEqual([undefined, 'snd_hda_intel']);
+    expect([...store.records.keys()]).toEqual([]);
+  });
+});
