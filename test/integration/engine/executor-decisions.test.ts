@@ -263,3 +263,25 @@ describe('executor: the rollback is logged', () => {
     expect(warnings.filter(([, m]) => m === 'rolled back group')).toEqual([[{ group: 1, operation: 'prepare', failed: 2 }, 'rolled back group']]);
   });
 });
+
+describe('executor: metrics of a rollback that failed', () => {
+  it('the group counts as a failure with the step error code, and the run time is recorded in seconds', async () => {
+    const kernel = await host();
+    const finished: [string, string, string, number][] = [];
+    const steps: string[] = [];
+    const recorder = {
+      stepCompleted: (kind: string, outcome: string) => void steps.push(`${kind} ${outcome}`),
+      handoffFinished: (op: 'prepare' | 'release', result: string, reason: string, seconds: number) => void finished.push([op, result, reason, seconds]),
+    };
+    kernel.injectFault({ path: 'sys/bus/pci/drivers/snd_hda_intel/unbind', errno: 'EBUSY' });
+    kernel.injectFault({ path: 'sys/bus/pci/drivers/vfio-pci/unbind', errno: 'EIO' });
+    const t0 = Date.now();
+    const report = await new HandoffEngine({ host: kernel, store: new MemoryStateStore(), clock: realClock, logger: silentLogger, recorder, ...TIMEOUTS }).prepare(sel, { allowBootGpu: true });
+    const elapsed = (Date.now() - t0) / 1000;
+    expect(report.outcomes.map((o) => o.outcome)).toEqual(['rollback_failed']);
+    expect(finished.map(([op, result, reason]) => [op, result, reason])).toEqual([['prepare', 'failure', 'HOST_WRITE_FAILED']]);
+    expect(finished[0]![3]).toBeGreaterThan(0);
+    expect(finished[0]![3]).toBeLessThanOrEqual(elapsed);
+    expect(steps.filter((s) => s.endsWith('failed'))).toEqual(['unbind-driver failed', 'unbind-driver failed', 'verify-group failed']);
+  });
+});
