@@ -149,3 +149,26 @@ describe('planPrepare group order', () => {
     ]);
   });
 });
+
+describe('planPrepare: the framebuffer console', () => {
+  const gpuFn = { address: A, driver: undefined, driverOverride: undefined, iommuGroup: 1 };
+  const assessment = { gpu: { fn: gpuFn, framebuffers: ['efi-framebuffer.0'] }, verdict: 'preparable', members: [{ fn: gpuFn, role: 'gpu' }], reasons: [], warnings: [] } as unknown as Assessment;
+  const snapshotWith = (vtconsoles: { name: string; kind: string; bound: boolean }[]) =>
+    ({
+      vfioPci: { loaded: true, loadable: true },
+      vfioIommuType1: { loaded: true },
+      iommufd: false,
+      framebuffers: [{ device: 'efi-framebuffer.0', driver: 'efi-framebuffer', owner: { address: A } }],
+      vtconsoles,
+      vfioGroupNodes: [],
+    }) as unknown as HostSnapshot;
+
+  it('only a bound fbcon is detached (and remembered); an fbcon someone already detached and the dummy console are left alone', () => {
+    const bound = planPrepare(snapshotWith([{ name: 'vtcon0', kind: 'dummy', bound: false }, { name: 'vtcon1', kind: 'fbcon', bound: true }]), [assessment]);
+    expect(bound.groups[0]!.steps.filter((s) => s.kind === 'unbind-vtconsole')).toEqual([{ kind: 'unbind-vtconsole', vtconsole: 'vtcon1' }]);
+    expect(bound.groups[0]!.record.vtconsoles).toEqual(['vtcon1']);
+    const detached = planPrepare(snapshotWith([{ name: 'vtcon0', kind: 'dummy', bound: true }, { name: 'vtcon1', kind: 'fbcon', bound: false }]), [assessment]);
+    expect(detached.groups[0]!.steps.filter((s) => s.kind === 'unbind-vtconsole')).toEqual([]);
+    expect(detached.groups[0]!.record.vtconsoles).toEqual([]);
+  });
+});

@@ -283,5 +283,45 @@ describe('executor: metrics of a rollback that failed', () => {
     expect(finished[0]![3]).toBeGreaterThan(0);
     expect(finished[0]![3]).toBeLessThanOrEqual(elapsed);
     expect(steps.filter((s) => s.endsWith('failed'))).toEqual(['unbind-driver failed', 'unbind-driver failed', 'verify-group failed']);
+    // Both failed rollback steps are named, one after the other.
+    expect(report.outcomes[0]!.rollbackError!.message).toMatch(
+      /^rollback of group 1 did not complete — unbind 0000:01:00\.0 from vfio-pci: [^;]+; verify group 1 is back on the host \(no vfio-pci, no \/dev\/vfio\/1\): [^;]+\. The group is not as it was before/,
+    );
+  });
+});
+
+describe('executor: the rollback cannot clear an override', () => {
+  it('rollback_failed shows a function left without a driver but with its override', async () => {
+    const kernel = await host();
+    kernel.injectFault({ path: 'sys/bus/pci/drivers/snd_hda_intel/unbind', errno: 'EBUSY' });
+    const onStep = (e: StepEvent) => {
+      // From the failure on, the GPU's driver_override cannot be written.
+      if (e.phase === 'end' && !e.rollback && e.outcome.outcome === 'failed') kernel.injectFault({ path: `sys/bus/pci/devices/${GPU}/driver_override`, errno: 'EIO' });
+    };
+    const report = await new HandoffEngine({ host: kernel, store: new MemoryStateStore(), clock: realClock, logger: silentLogger, onStep, ...TIMEOUTS }).prepare(sel, { allowBootGpu: true });
+    const [outcome] = report.outcomes;
+    expect(outcome!.outcome).toBe('rollback_failed');
+    // The unbind from vfio-pci still works and the override alone binds nothing: the verification passes.
+    expect(outcome!.rollback!.filter((s) => s.outcome === 'failed').map((s) => s.step.kind)).toEqual(['clear-override']);
+    expect(outcome!.rollbackError!.message).toMatch(
+      /^rollback of group 1 did not complete — clear driver_override of 0000:01:00\.0: [^;]+\. The group is not as it was before \(it may be half-bound\): 0000:01:00\.0 on no driver \(driver_override vfio-pci\), 0000:01:00\.1 on snd_hda_intel\. /,
+    );
+  });
+});
+
+describe('executor: a device whose write hung is not written again', () => {
+  it('the refused step counts as a failed step in the metrics', async () => {
+    const kernel = new SimulatedKernel(await loadBuiltinProfile('server-aspeed-4xh100'));
+    const steps: string[] = [];
+    const recorder = { stepCompleted: (kind: string, outcome: string) => void steps.push(`${kind} ${outcome}`), handoffFinished: () => undefined };
+    kernel.injectHang({ path: 'sys/bus/pci/devices/0000:18:00.0/driver_override' });
+    const sut = new HandoffEngine({ host: kernel, store: new MemoryStateStore(), clock: realClock, logger: silentLogger, recorder, verifyTimeoutMs: 200, writeTimeoutMs: 300 });
+    const one = { all: false as const, selectors: parseSelectors(['0000:18:00.0']) };
+    await sut.prepare(one, { allowBootGpu: false });
+    steps.length = 0;
+    const again = await sut.prepare(one, { allowBootGpu: false });
+    expect(again.outcomes[0]!.error?.message).toMatch(/^not writing to 0000:18:00\.0: an earlier write to it did not return/);
+    expect(steps).toContain('set-override failed');
+    kernel.releaseHangs();
   });
 });
