@@ -248,11 +248,15 @@ describe('executor: the rollback is logged', () => {
   it('with the group, the operation and how many rollback steps failed', async () => {
     const kernel = await host();
     const warnings: [object, string | undefined][] = [];
-    const logger = { ...silentLogger, warn: (obj: object, msg?: string) => void warnings.push([obj, msg]) };
+    const errors: [object, string | undefined][] = [];
+    const logger = { ...silentLogger, warn: (obj: object, msg?: string) => void warnings.push([obj, msg]), error: (obj: object, msg?: string) => void errors.push([obj, msg]) };
     logger.child = () => logger;
     kernel.injectFault({ path: 'sys/bus/pci/drivers/snd_hda_intel/unbind', errno: 'EBUSY' });
-    await new HandoffEngine({ host: kernel, store: new MemoryStateStore(), clock: realClock, logger, ...TIMEOUTS }).prepare(sel, { allowBootGpu: true });
+    const report = await new HandoffEngine({ host: kernel, store: new MemoryStateStore(), clock: realClock, logger, ...TIMEOUTS }).prepare(sel, { allowBootGpu: true });
     expect(warnings.filter(([, m]) => m === 'rolled back group')).toEqual([[{ group: 1, operation: 'prepare', failed: 0 }, 'rolled back group']]);
+    // The failed step is logged as an error with the step and its error code and message.
+    expect(errors).toEqual([[{ step: { kind: 'unbind-driver', address: AUDIO, driver: 'snd_hda_intel' }, err: report.outcomes[0]!.error }, 'step failed']]);
+    expect(report.outcomes[0]!.error?.code).toBe('HOST_WRITE_FAILED');
 
     const again = await host();
     warnings.length = 0;
