@@ -329,3 +329,32 @@ describe('executor: a device whose write hung is not written again', () => {
     kernel.releaseHangs();
   });
 });
+
+describe('executor: the record a prepare stores merges an earlier one', () => {
+  const earlier = (overrides?: Record<string, string | null>) => ({
+    group: 1,
+    gpus: [GPU],
+    originalDrivers: { [GPU]: null, [AUDIO]: 'snd_hda_intel' },
+    ...(overrides ? { originalOverrides: overrides } : {}),
+    framebuffers: [],
+    vtconsoles: [],
+  });
+
+  it('an earlier record\u2019s override wins for the functions it knows', async () => {
+    const kernel = await host();
+    const store = new MemoryStateStore();
+    store.records.set(1, earlier({ [GPU]: null, [AUDIO]: 'snd_hda_intel' }));
+    const report = await new HandoffEngine({ host: kernel, store, clock: realClock, logger: silentLogger, ...TIMEOUTS }).prepare(sel, { allowBootGpu: true });
+    expect(report.outcomes.map((o) => o.outcome)).toEqual(['prepared']);
+    expect(store.records.get(1)?.originalOverrides).toEqual({ [GPU]: null, [AUDIO]: 'snd_hda_intel' });
+  });
+
+  it('an earlier legacy record (no overrides) merges as unset overrides', async () => {
+    const kernel = await host();
+    const store = new MemoryStateStore();
+    store.records.set(1, earlier());
+    const report = await new HandoffEngine({ host: kernel, store, clock: realClock, logger: silentLogger, ...TIMEOUTS }).prepare(sel, { allowBootGpu: true });
+    expect(report.outcomes.map((o) => o.outcome)).toEqual(['prepared']);
+    expect(store.records.get(1)).toMatchObject({ originalDrivers: { [GPU]: null, [AUDIO]: 'snd_hda_intel' }, originalOverrides: { [GPU]: null, [AUDIO]: null } });
+  });
+});
