@@ -349,6 +349,19 @@ describe('executor: the record a prepare stores merges an earlier one', () => {
     expect(store.records.get(1)?.originalOverrides).toEqual({ [GPU]: null, [AUDIO]: 'snd_hda_intel' });
   });
 
+  it('a prepare that rolls back keeps a stored record that differs from its own in any function', async () => {
+    const kernel = await host();
+    const store = new MemoryStateStore();
+    // Our earlier prepare moved the GPU (bound to vfio-pci without an override now); the audio went back by hand.
+    kernel.setDriverBinding(GPU, 'vfio-pci');
+    store.records.set(1, earlier({ [GPU]: null, [AUDIO]: null }));
+    kernel.injectFault({ path: 'sys/bus/pci/drivers/snd_hda_intel/unbind', errno: 'EBUSY' });
+    const report = await new HandoffEngine({ host: kernel, store, clock: realClock, logger: silentLogger, ...TIMEOUTS }).prepare(sel, { allowBootGpu: true });
+    expect(report.outcomes.map((o) => o.outcome)).toEqual(['rolled_back']);
+    // This run alone would have recorded the GPU as on vfio-pci; the stored record says "no driver" and must stay.
+    expect(store.records.get(1)).toMatchObject({ originalDrivers: { [GPU]: null, [AUDIO]: 'snd_hda_intel' }, originalOverrides: { [GPU]: null, [AUDIO]: null } });
+  });
+
   it('an earlier legacy record (no overrides) merges as unset overrides', async () => {
     const kernel = await host();
     const store = new MemoryStateStore();
