@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PciAddress } from '../core/pci-address.js';
 import type { HostSnapshot } from '../host/model.js';
-import { HOST_DRIVER, planPrepare, releaseSteps, reprepareSteps, restoreSteps, type GroupRecord } from './plan.js';
+import { HOST_DRIVER, planPrepare, releaseSteps, reprepareSteps, restoreSteps, statesOf, type GroupRecord } from './plan.js';
 import type { Assessment } from './verdict.js';
 
 const A = '0000:41:00.0' as PciAddress;
@@ -170,5 +170,54 @@ describe('planPrepare: the framebuffer console', () => {
     const detached = planPrepare(snapshotWith([{ name: 'vtcon0', kind: 'dummy', bound: true }, { name: 'vtcon1', kind: 'fbcon', bound: false }]), [assessment]);
     expect(detached.groups[0]!.steps.filter((s) => s.kind === 'unbind-vtconsole')).toEqual([]);
     expect(detached.groups[0]!.record.vtconsoles).toEqual([]);
+  });
+});
+
+describe('restoreSteps: which override is in force while probing', () => {
+  it('an original override naming the original driver is set before the probe; one naming another driver is set only after it', () => {
+    const onVfio = fn(A, 'vfio-pci', 'vfio-pci');
+    expect(restoreSteps([onVfio], { [A]: { driver: 'snd_hda_intel', override: 'snd_hda_intel' } })).toEqual([
+      { kind: 'set-override', address: A, driver: 'snd_hda_intel' },
+      { kind: 'unbind-driver', address: A, driver: 'vfio-pci' },
+      { kind: 'probe', address: A, expect: 'snd_hda_intel' },
+    ]);
+    expect(restoreSteps([onVfio], { [A]: { driver: 'nvidia', override: 'pci-stub' } })).toEqual([
+      { kind: 'clear-override', address: A },
+      { kind: 'unbind-driver', address: A, driver: 'vfio-pci' },
+      { kind: 'probe', address: A, expect: 'nvidia' },
+      { kind: 'set-override', address: A, driver: 'pci-stub' },
+    ]);
+  });
+});
+
+describe('statesOf', () => {
+  it('each function\u2019s driver and override, none as null', () => {
+    expect(statesOf([fn(A, 'nvidia', undefined), fn(B, undefined, 'vfio-pci')])).toEqual({
+      [A]: { driver: 'nvidia', override: null },
+      [B]: { driver: null, override: 'vfio-pci' },
+    });
+  });
+});
+
+describe('planPrepare: framebuffers of the group', () => {
+  const snapshotWith = (framebuffers: object[]) =>
+    ({ vfioPci: { loaded: true, loadable: true }, vfioIommuType1: { loaded: true }, iommufd: false, framebuffers, vtconsoles: [], vfioGroupNodes: [] }) as unknown as HostSnapshot;
+  const gpuA = { address: A, driver: undefined, driverOverride: undefined, iommuGroup: 2 };
+  const gpuB = { address: B, driver: undefined, driverOverride: undefined, iommuGroup: 2 };
+  const members = [{ fn: gpuA, role: 'gpu' }, { fn: gpuB, role: 'gpu' }];
+  const assessed = (f: typeof gpuA, framebuffers: string[]) => ({ gpu: { fn: f, framebuffers }, verdict: 'preparable', members, reasons: [], warnings: [] }) as unknown as Assessment;
+
+  it('a framebuffer owned by either GPU of a two-GPU group is released once and remembered; one without a driver is not', () => {
+    const plan = planPrepare(
+      snapshotWith([
+        { device: 'simple-framebuffer.0', driver: 'simple-framebuffer', owner: { address: B } },
+        { device: 'efi-framebuffer.0', driver: undefined, owner: { address: A } },
+      ]),
+      [assessed(gpuA, ['efi-framebuffer.0']), assessed(gpuB, ['simple-framebuffer.0'])],
+    );
+    expect(plan.groups).toHaveLength(1);
+    expect(plan.groups[0]!.steps.filter((s) => s.kind === 'unbind-framebuffer')).toEqual([{ kind: 'unbind-framebuffer', device: 'simple-framebuffer.0', driver: 'simple-framebuffer' }]);
+    expect(plan.groups[0]!.record.framebuffers).toEqual([{ device: 'simple-framebuffer.0', driver: 'simple-framebuffer' }]);
+    expect(plan.groups[0]!.before).toEqual({ [A]: { driver: null, override: null }, [B]: { driver: null, override: null } });
   });
 });

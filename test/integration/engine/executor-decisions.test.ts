@@ -362,6 +362,16 @@ describe('executor: the record a prepare stores merges an earlier one', () => {
     expect(store.records.get(1)).toMatchObject({ originalDrivers: { [GPU]: null, [AUDIO]: 'snd_hda_intel' }, originalOverrides: { [GPU]: null, [AUDIO]: null } });
   });
 
+  it('a prepare that rolls back keeps a stored record whose drivers match its own but whose overrides do not', async () => {
+    const kernel = await host();
+    const store = new MemoryStateStore();
+    store.records.set(1, earlier({ [GPU]: null, [AUDIO]: 'snd_hda_intel' }));
+    kernel.injectFault({ path: 'sys/bus/pci/drivers/snd_hda_intel/unbind', errno: 'EBUSY' });
+    const report = await new HandoffEngine({ host: kernel, store, clock: realClock, logger: silentLogger, ...TIMEOUTS }).prepare(sel, { allowBootGpu: true });
+    expect(report.outcomes.map((o) => o.outcome)).toEqual(['rolled_back']);
+    expect(store.records.get(1)?.originalOverrides).toEqual({ [GPU]: null, [AUDIO]: 'snd_hda_intel' });
+  });
+
   it('an earlier legacy record (no overrides) merges as unset overrides', async () => {
     const kernel = await host();
     const store = new MemoryStateStore();
