@@ -209,3 +209,13 @@ describe('a failed second prepare', () => {
     expect([...store.records.keys()]).toEqual([]);
   });
 });
+
+describe('recover() without a journal', () => {
+  it('has nothing to report and writes nothing', async () => {
+    const kernel = new SimulatedKernel(await loadBuiltinProfile('workstation-efifb'));
+    const store = new MemoryStateStore();
+    expect(await engine(kernel, store).recover()).toEqual([]);
+    expect(kernel.writeLog).toEqual([]);
+    expect(store.journalWrites).toEqual([]);
+  });
+});
