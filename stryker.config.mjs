@@ -10,7 +10,7 @@
  * Incremental: test/mutation/<area>.incremental.json (committed) holds the last results, so a run re-tests
  * only mutants in changed code or covered by changed tests. The machine is shared: concurrency 2.
  */
-const AREAS = {
+export const AREAS = {
   handoff: ['src/handoff/verdict.ts', 'src/handoff/group.ts', 'src/handoff/plan.ts', 'src/handoff/select.ts'],
   // Its own run: its mutants (loop bounds, retries) are the ones that time out, and each costs a timeout.
   executor: ['src/handoff/executor.ts'],
@@ -19,12 +19,13 @@ const AREAS = {
   core: ['src/core/pci-address.ts', 'src/agent/node-plan.ts'],
 };
 /**
- * Break thresholds (% of mutants killed or timed out), one point under each area's first run on the shared 2-core
- * machine (2026-11-30): deviceplugin 77.25, operator 74.06 (both before the tests written from their
- * survivors), core 93.24. handoff: its first run was stopped at 369 of 571 mutants (85 % of those killed), so
- * 84 until a full run; executor has not had a full run: no threshold until it has (null never fails).
+ * Break thresholds (% of mutants killed or timed out), one point under each area's last honest run on the shared 2-core
+ * machine (2026-11-30, nice 15, concurrency 2): core 99.15 (incremental, with the tests written from its survivors;
+ * the 2 left are in test/mutation/EQUIVALENT.md); handoff 92.5 and executor 78.0 over the mutants their runs reached
+ * before they were stopped (532 of 744 and 214 of 463; both before the tests written from their survivors);
+ * deviceplugin 77.25 and operator 74.06 (first runs, before the tests written from their survivors).
  */
-const BREAK = { handoff: 84, executor: null, deviceplugin: 76, operator: 73, core: 92 };
+export const BREAK = { handoff: 91, executor: 77, deviceplugin: 76, operator: 73, core: 98 };
 
 const area = process.env.STRYKER_AREA ?? 'handoff';
 if (!(area in AREAS)) throw new Error(`STRYKER_AREA must be one of ${Object.keys(AREAS).join(', ')}`);
@@ -34,7 +35,7 @@ export default {
   packageManager: 'npm',
   testRunner: 'vitest',
   vitest: { configFile: 'vitest.mutation.config.ts', related: true },
-  plugins: ['@stryker-mutator/vitest-runner'],
+  plugins: ['@stryker-mutator/vitest-runner', './test/mutation/live-reporter.mjs'],
   checkers: [],
   coverageAnalysis: 'perTest',
   mutate: AREAS[/** @type {keyof typeof AREAS} */ (area)],
@@ -42,10 +43,12 @@ export default {
   incremental: true,
   incrementalFile: `test/mutation/${area}.incremental.json`,
   concurrency: Number(process.env.STRYKER_CONCURRENCY ?? 2),
-  // A mutant that loops forever is cut off soon after the tests' own time: timeouts dominate the run otherwise.
-  timeoutMS: 2_000,
+  // A mutant that loops forever is cut off after the tests' own time plus this margin. On the shared 2-core machine
+  // a 2 s margin made mutants of plain strings "time out" (a timeout counts as detected, and restarts a vitest
+  // worker, which costs more than the margin): 10 s keeps the score honest under load.
+  timeoutMS: 10_000,
   timeoutFactor: 1.5,
-  reporters: ['clear-text', 'progress-append-only', 'json'],
+  reporters: ['clear-text', 'progress-append-only', 'json', 'live'],
   jsonReporter: { fileName: `reports/mutation/${area}.json` },
   clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true, reportMutants: true },
   tempDirName: `.stryker-tmp-${area}`,

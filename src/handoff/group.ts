@@ -2,7 +2,7 @@ import type { PciAddress } from '../core/pci-address.js';
 import type { Gpu, HostSnapshot, PciFunction } from '../host/model.js';
 
 import { functionMap } from '../host/lookup.js';
-import { isUserDmaDriver, VFIO_PCI_DRIVER } from '../host/vendor.js';
+import { VFIO_PCI_DRIVER } from '../host/vendor.js';
 
 /** The driver prepare binds (vendor.ts knows the variant drivers that count as VFIO too). */
 export const VFIO_DRIVER = VFIO_PCI_DRIVER;
@@ -53,11 +53,6 @@ export function endpoints(members: readonly GroupMember[]): readonly GroupMember
 /** The GPUs' own card functions in a group (roles gpu and companion): the only functions prepare and release write. */
 export function cardMembers(members: readonly GroupMember[]): readonly GroupMember[] {
   return members.filter((m) => m.role === 'gpu' || m.role === 'companion');
-}
-
-/** The kernel's viability rule: every non-bridge member unbound or on a driver-managed-DMA driver (vendor.ts). */
-export function isGroupViable(members: readonly GroupMember[]): boolean {
-  return endpoints(members).every((m) => m.fn.driver === undefined || isUserDmaDriver(m.fn.driver));
 }
 
 /** Every function by address (see src/host/lookup.ts). */
