@@ -16,7 +16,7 @@ export default tseslint.config(
   },
   {
     files: ['src/**/*.ts'],
-    ignores: ['src/sysfs/**', 'src/state/**', 'src/cli/**', 'src/profiles/**', 'src/bench/**', 'src/testing/**', 'src/**/*.test.ts', 'src/deviceplugin/socket-*.ts', 'src/deviceplugin/grpc-*.ts'],
+    ignores: ['src/sysfs/**', 'src/state/**', 'src/cli/**', 'src/profiles/**', 'src/bench/**', 'src/testing/**', 'src/**/*.test.ts', 'src/deviceplugin/socket-*.ts', 'src/deviceplugin/grpc-*.ts', 'src/dra/grpc-*.ts', 'src/dra/files-node.ts'],
     rules: {
       'no-restricted-imports': ['error', { paths: [
         { name: 'node:fs', message: 'Host access goes through the sysfs port (src/sysfs).' },

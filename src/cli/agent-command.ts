@@ -17,6 +17,7 @@ import { ResourceNamesFollower, ResourceNamesPublisher } from '../state/resource
 import { NodeHost } from '../sysfs/node-host.js';
 import { OverlayReader } from '../sysfs/overlay-reader.js';
 import type { HostReader } from '../sysfs/port.js';
+import { DEFAULT_DRA_PLUGIN_DIR, DEFAULT_REGISTRY_DIR } from '../dra/grpc-server.js';
 import { createEngine, openHost } from './host.js';
 import { loadLightKubeConfig } from './light-kubeconfig.js';
 import { createLogger } from './logger.js';
@@ -139,8 +140,26 @@ export function registerAgentCommand(program: Command): void {
     .option('--resource-config <file>', 'YAML resource-name overrides (policies can also set resourceName)')
     .option('--resync-interval <duration>', 'level-triggered pass at least this often', '30s')
     .option('--profile <name|file>', 'simulated host instead of the real one (for trying it out)')
+    .option('--front-end <kind>', 'device-plugin: GPUs go to vfio-pci per the NodeGpuPassthrough spec and are offered to kubelet as extended resources; dra: the DRA kubelet plugin of driver gpu.handoff.dev (a GPU goes to vfio-pci when a claim for it is prepared)', 'device-plugin')
+    .option('--plugin-registry-dir <dir>', "dra: kubelet's plugin registry directory", DEFAULT_REGISTRY_DIR)
+    .option('--dra-plugin-dir <dir>', 'dra: directory of the DRA service socket and the device-metadata files', DEFAULT_DRA_PLUGIN_DIR)
+    .option('--cdi-dir <dir>', 'dra: CDI spec directory', '/var/run/cdi')
+    .option('--allow-boot-gpu', "dra: the node's policy allows preparing the boot GPU (a claim must also ask, GpuConfig allowBootGpu: true)")
+    .option('--keep-on-vfio', 'dra: leave GPUs on vfio-pci when their claim is unprepared')
+    .option('--claims-dir <dir>', 'dra without an API server (tests, the QEMU guest): ResourceClaims from <dir>/<namespace>/<name>.json')
+    .option('--resource-slice-file <file>', 'dra without an API server: write the node\u2019s ResourceSlice here')
+    .option('--rescan-interval <duration>', 'dra: how often the host is rescanned for the ResourceSlice (hot add/remove)', '2s')
     .option('--log-level <level>', 'log level', 'info')
     .action(async (opts: {
+      frontEnd: string;
+      pluginRegistryDir: string;
+      draPluginDir: string;
+      cdiDir: string;
+      allowBootGpu?: boolean;
+      keepOnVfio?: boolean;
+      claimsDir?: string;
+      resourceSliceFile?: string;
+      rescanInterval: string;
       hostRoot: string;
       stateDir: string;
       devicePlugin: string;
@@ -157,6 +176,29 @@ export function registerAgentCommand(program: Command): void {
       logLevel: string;
     }) => {
       if (!opts.nodeName) throw new InvalidArgumentError('--node-name (or NODE_NAME) is required');
+      if (opts.frontEnd !== 'device-plugin' && opts.frontEnd !== 'dra') throw new InvalidArgumentError(`--front-end must be device-plugin or dra, not ${JSON.stringify(opts.frontEnd)}`);
+      if (opts.frontEnd === 'dra') {
+        const { runDraFrontEnd } = await import('./dra-command.js');
+        await runDraFrontEnd({
+          nodeName: opts.nodeName,
+          hostRoot: opts.hostRoot,
+          stateDir: opts.stateDir,
+          ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
+          pluginRegistryDir: opts.pluginRegistryDir,
+          draPluginDir: opts.draPluginDir,
+          cdiDir: opts.cdiDir,
+          allowBootGpu: opts.allowBootGpu === true,
+          keepOnVfio: opts.keepOnVfio === true,
+          ...(opts.claimsDir !== undefined ? { claimsDir: opts.claimsDir } : {}),
+          ...(opts.resourceSliceFile !== undefined ? { resourceSliceFile: opts.resourceSliceFile } : {}),
+          ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
+          metricsAddr: opts.metricsAddr,
+          rescanMs: parseDuration(opts.rescanInterval),
+          logLevel: opts.logLevel,
+        });
+        return;
+      }
+      if (opts.claimsDir !== undefined || opts.resourceSliceFile !== undefined) throw new InvalidArgumentError('--claims-dir and --resource-slice-file belong to --front-end dra');
       if (opts.kubeClient !== 'light' && opts.kubeClient !== 'client-node') throw new InvalidArgumentError(`--kube-client must be light or client-node, not ${JSON.stringify(opts.kubeClient)}`);
       if (opts.devicePlugin !== 'embedded' && opts.devicePlugin !== 'off') throw new InvalidArgumentError(`--device-plugin must be embedded or off, not ${JSON.stringify(opts.devicePlugin)}`);
       const embedded = opts.devicePlugin === 'embedded';
