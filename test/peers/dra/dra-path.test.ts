@@ -34,6 +34,9 @@ const DRIVER = 'gpu.handoff.dev';
 const NODE = 'node-a';
 const NS = 'vms';
 const H100 = ['0000:18:00.0', '0000:3b:00.0', '0000:9b:00.0', '0000:bb:00.0'] as const;
+const ASPEED = '0000:02:00.0';
+/** What a KubeVirt user asking for an H100 writes: a vendor/device selector on our attributes (CEL). */
+const H100_SELECTOR = { cel: { expression: 'device.attributes["gpu.handoff.dev"].vendorID == "10de" && device.attributes["gpu.handoff.dev"].deviceID == "2331"' } };
 const deviceName = (address: string): string => `gpu-${address.replace(/[:.]/g, '-')}`;
 const SLICES = '/apis/resource.k8s.io/v1/resourceslices';
 const CLAIMS = `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims`;
@@ -105,8 +108,9 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
       '--state-dir', join(dir, 'agent-state'), '--plugin-registry-dir', join(dir, 'plugins_registry'),
       '--dra-plugin-dir', join(dir, 'plugins', DRIVER), '--cdi-dir', cdiDir, '--rescan-interval', '300ms',
       '--metrics-addr', '', '--log-level', 'debug',
-    ], { env: tk.env(), stdio: ['ignore', 'ignore', 'pipe'] });
-    agent.stderr?.on('data', (d: Buffer) => (agentLog += d.toString()));
+    ], { env: tk.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    // The logger writes JSON lines to stdout; a crash lands on stderr.
+    for (const stream of [agent.stdout, agent.stderr]) stream?.on('data', (d: Buffer) => (agentLog += d.toString()));
 
     sched = startScheduler(scheduler.path!, cp.writeKubeconfig('scheduler', cp.adminToken));
   });
@@ -120,20 +124,22 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('kube-apiserver accepts one ResourceSlice for the node: a device per H100, with the attributes KubeVirt and the scheduler use', async () => {
+  it('kube-apiserver accepts one ResourceSlice for the node: a device per GPU, with the attributes KubeVirt and the scheduler use', async () => {
+    const all = [ASPEED, ...H100].map(deviceName).sort();
     const devices = await until(`the ResourceSlice of ${NODE}\n${logs()}`, async () => {
       const d = await sliceDevices();
-      return d.size === H100.length ? d : undefined;
+      return d.size === all.length ? d : undefined;
     }, 60_000);
-    expect([...devices.keys()].sort()).toEqual(H100.map(deviceName));
+    expect([...devices.keys()].sort()).toEqual(all);
     for (const a of H100) {
       const attrs = devices.get(deviceName(a))!;
       expect(attrs['resource.kubernetes.io/pciBusID']).toEqual({ string: a });
       expect(attrs['vendorID']).toEqual({ string: '10de' });
       expect(attrs['deviceID']).toEqual({ string: '2331' });
+      expect(attrs['bootVGA']).toEqual({ bool: false });
     }
-    // The ASPEED boot VGA is not a passthrough GPU here; nothing but the H100s is offered.
-    expect(devices.has(deviceName('0000:02:00.0'))).toBe(false);
+    // The BMC's VGA is offered too, marked as the boot GPU: a claim must ask for it (and the node allow it).
+    expect(devices.get(deviceName(ASPEED))!['bootVGA']).toEqual({ bool: true });
     const [slice] = await slices();
     expect(slice!.spec.driver).toBe(DRIVER);
     expect(slice!.spec.nodeName).toBe(NODE);
@@ -144,7 +150,7 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
     tk.kernel.removeDevice(H100[3]);
     await tk.changed();
     await until(`${H100[3]} gone from the slice\n${logs()}`, async () => !(await sliceDevices()).has(deviceName(H100[3])), 30_000);
-    expect([...(await sliceDevices()).keys()].sort()).toEqual(H100.slice(0, 3).map(deviceName));
+    expect([...(await sliceDevices()).keys()].sort()).toEqual([ASPEED, ...H100.slice(0, 3)].map(deviceName).sort());
     tk.kernel.addDevice(profileDevices.get(H100[3]) as Parameters<TreeKernel['kernel']['addDevice']>[0]);
     await tk.changed();
     await until(`${H100[3]} back in the slice\n${logs()}`, async () => (await sliceDevices()).has(deviceName(H100[3])), 30_000);
@@ -153,7 +159,9 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
 
   it("kubelet's plugin manager registers the driver from its registration socket and picks the v1 DRA service", async () => {
     await until(`kubelet registered ${DRIVER}\n${logs()}`, async () => (await kubelet.registered(DRIVER)).registered, 30_000);
-    expect(kubelet.logs).toMatch(new RegExp(`Registered DRA plugin.*driverName="${DRIVER.replace(/\./g, '\\.')}".*chosenService="v1\\.DRAPlugin"`));
+    const line = kubelet.logs.split('\n').find((l) => l.includes('Registered DRA plugin'));
+    console.info(`[peers] kubelet: ${line}`);
+    expect(line).toMatch(new RegExp(`driverName="${DRIVER.replace(/\./g, '\\.')}".*chosenService="v1\\.DRAPlugin"`));
   });
 
   let allocated = '';
@@ -163,7 +171,7 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
     const classes = kustomize('deploy').filter((o) => o.kind === 'DeviceClass').map((o) => o.metadata.name);
     expect(classes.length).toBeGreaterThan(0);
     await cp.ok('POST', CLAIMS, {
-      body: { apiVersion: 'resource.k8s.io/v1', kind: 'ResourceClaim', metadata: { name: 'gpu-claim' }, spec: { devices: { requests: [{ name: 'gpu', exactly: { deviceClassName: classes[0] } }] } } },
+      body: { apiVersion: 'resource.k8s.io/v1', kind: 'ResourceClaim', metadata: { name: 'gpu-claim' }, spec: { devices: { requests: [{ name: 'gpu', exactly: { deviceClassName: classes[0], selectors: [H100_SELECTOR] } }] } } },
     });
     await cp.ok('POST', PODS, {
       body: {
@@ -185,6 +193,7 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
     expect(results[0]!.request).toBe('gpu');
     expect((await sliceDevices()).has(results[0]!.device)).toBe(true);
     expect(claim.status?.reservedFor?.map((r) => r.name)).toEqual(['virt-launcher-vm1']);
+    console.info(`[peers] kube-scheduler: claim gpu-claim allocated ${JSON.stringify(results)}, pod on ${node}`);
     allocated = H100.find((a) => deviceName(a) === results[0]!.device)!;
     expect(allocated).toBeDefined();
     // Scheduling alone hands nothing off: the GPU stays on its host driver until kubelet prepares the claim.
@@ -192,10 +201,10 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
     expect(driverOf(allocated)).toBe('nvidia');
   });
 
-  it('a claim the slice cannot satisfy stays unallocated and its pod unschedulable (five GPUs of a node with four)', async () => {
+  it('a claim the slice cannot satisfy stays unallocated and its pod unschedulable (five H100s of a node with four)', async () => {
     const classes = kustomize('deploy').filter((o) => o.kind === 'DeviceClass').map((o) => o.metadata.name);
     await cp.ok('POST', CLAIMS, {
-      body: { apiVersion: 'resource.k8s.io/v1', kind: 'ResourceClaim', metadata: { name: 'five-gpus' }, spec: { devices: { requests: [{ name: 'gpu', exactly: { deviceClassName: classes[0], allocationMode: 'ExactCount', count: 5 } }] } } },
+      body: { apiVersion: 'resource.k8s.io/v1', kind: 'ResourceClaim', metadata: { name: 'five-gpus' }, spec: { devices: { requests: [{ name: 'gpu', exactly: { deviceClassName: classes[0], selectors: [H100_SELECTOR], allocationMode: 'ExactCount', count: 5 } }] } } },
     });
     await cp.ok('POST', PODS, {
       body: { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'too-greedy' }, spec: { containers: [{ name: 'c', image: 'registry.invalid/x:0', resources: { claims: [{ name: 'g' }] } }], resourceClaims: [{ name: 'g', resourceClaimName: 'five-gpus' }] } },
@@ -209,6 +218,7 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
   it("kubelet's DRA manager prepares the claim through our plugin: the GPU's group goes to vfio-pci, kubelet gets its CDI devices", async () => {
     const { cdiDevices } = await kubelet.prepare(NS, 'virt-launcher-vm1');
     cdiIds = cdiDevices['compute'] ?? [];
+    console.info(`[peers] kubelet DRA manager: prepared, CDI devices per container ${JSON.stringify(cdiDevices)}`);
     expect(cdiIds).toContain(`handoff.dev/gpu=${deviceName(allocated)}`);
     await tk.settle();
     expect(driverOf(allocated)).toBe('vfio-pci');
@@ -228,6 +238,7 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
     };
     const probe = readKubevirtMetadata(reader.path!, join(containerRoot, '/var/run/dra-device-attributes'), vmi);
     const out = readKubevirtMetadata(reader.path!, join(containerRoot, probe.defaultBasePath), vmi);
+    console.info(`[peers] KubeVirt reader (${probe.defaultBasePath}): ${JSON.stringify(out)}`);
     expect(out.pciAddresses, `CDI mounts: ${JSON.stringify(mounted)}`).toEqual({ gpu1: allocated });
     const [bus, slot] = [allocated.slice(5, 7), allocated.slice(8, 10)];
     expect(out.hostDevices).toEqual([{ alias: 'dra-gpu-gpu1', type: 'pci', managed: 'no', address: { type: 'pci', domain: '0x0000', bus: `0x${bus}`, slot: `0x${slot}`, function: '0x0' } }]);
@@ -239,6 +250,24 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
     const out = readKubevirtMetadata(reader.path!, join(containerRoot, '/var/run/dra-device-attributes'), vmi);
     expect(out.pciAddresses['gpu1']).toMatch(/^error: metadata not found for claim "five-gpus"/);
     expect(out.hostDevicesError).toMatch(/no mdevUUID or pciBusID/);
+  });
+
+  it('kubelet restarts: it wipes the node\'s ResourceSlices at start, the agent publishes again, kubelet re-registers the plugin, the prepared claim is kept', async () => {
+    await kubelet.close();
+    const before = (await slices()).length;
+    kubelet = KubeletDra.spawn(kubeletBin.path!);
+    await kubelet.start({ registryDir: join(dir, 'plugins_registry'), stateDir: join(dir, 'kubelet-state'), kubeconfig: cp.writeKubeconfig('kubelet', cp.adminToken), nodeName: NODE });
+    await until(`kubelet wiped the slices at start\n${logs()}`, () => kubelet.logs.includes('Deleted ResourceSlices'), 30_000);
+    await until(`kubelet re-registered ${DRIVER}\n${logs()}`, async () => (await kubelet.registered(DRIVER)).registered, 30_000);
+    const devices = await until(`the slice published again after kubelet wiped it\n${logs()}`, async () => {
+      const d = await sliceDevices();
+      return d.size === H100.length + 1 ? d : undefined;
+    }, 30_000);
+    expect(before).toBe(1);
+    expect(devices.has(deviceName(allocated))).toBe(true);
+    await tk.settle();
+    expect(driverOf(allocated)).toBe('vfio-pci');
+    expect(await readFile(join(dir, 'kubelet-state', 'dra_manager_state'), 'utf8')).toContain('gpu-claim');
   });
 
   it("kubelet's DRA manager unprepares the claim: the GPU goes back to nvidia and kubelet's checkpoint forgets the claim", async () => {

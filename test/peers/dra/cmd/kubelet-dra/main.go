@@ -15,7 +15,8 @@
 //   - registered {driver}: whether kubelet holds a usable plugin for the driver (DRAPluginManager.GetPlugin).
 //   - prepare {namespace, name}: GETs the Pod and calls Manager.PrepareResources(pod), then returns,
 //     per container, the CDI device IDs kubelet would hand to the runtime (Manager.GetResources).
-//   - unprepare {namespace, name}: Manager.UnprepareResources(pod) for the pod last prepared under that name.
+//   - unprepare {namespace, name}: Manager.UnprepareResources(pod) for the pod last prepared under that name
+//     (or, after a restart, as the API server has it: the claim comes from the checkpoint in stateDir).
 //   - stop.
 //
 // klog goes to stderr (run with -v=4 to see "Registered DRA plugin … chosenService").
@@ -186,7 +187,12 @@ func (n *node) unprepare(req request) (any, error) {
 	pod := n.pods[key]
 	n.mu.Unlock()
 	if pod == nil {
-		return nil, fmt.Errorf("pod %s was not prepared by this kubelet", key)
+		// A restarted kubelet knows the pod from the API server (and the claim from its checkpoint).
+		var err error
+		pod, err = n.client.CoreV1().Pods(req.Namespace).Get(context.Background(), req.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
 	}
 	if err := n.manager.UnprepareResources(context.Background(), pod); err != nil {
 		return nil, err
