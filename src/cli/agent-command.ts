@@ -6,14 +6,17 @@ import { realClock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { discoverHost } from '../host/discover.js';
-import { namesFromSpec } from '../deviceplugin/resource-names-file.js';
+import { namesFromSpec } from '../devices/resource-names-file.js';
 import { DevicePluginManager, startDevicePlugins, DEFAULT_PLUGIN_DIR, type RunningDevicePlugins } from '../deviceplugin/manager.js';
+import { CdiSpecWriter } from '../cdi/writer.js';
+import { DEFAULT_CDI_DIR } from '../cdi/spec.js';
 import { HttpKubeApi } from '../kube/http-kube-api.js';
 import { ObjectWatcher } from '../kube/object-watcher.js';
 import type { KubeApi, KubeObject } from '../kube/port.js';
 import { MetricsServer } from '../metrics/http-server.js';
 import { createAgentMetrics } from '../metrics/metrics.js';
 import { ResourceNamesFollower, ResourceNamesPublisher } from '../state/resource-names-file.js';
+import { NodeSpecDir } from '../state/spec-dir.js';
 import { NodeHost } from '../sysfs/node-host.js';
 import { OverlayReader } from '../sysfs/overlay-reader.js';
 import type { HostReader } from '../sysfs/port.js';
@@ -28,6 +31,15 @@ import { shutdownSignal, untilAborted } from './signals.js';
 function pciIdsReader(host: HostReader): HostReader {
   return new OverlayReader({ primary: host, fallback: new NodeHost({ root: '/' }), prefixes: ['usr/share/misc/', 'usr/share/hwdata/'] });
 }
+
+/** The CDI spec writer when `--cdi` is on (the spec directory is a node path, like --state-dir). */
+function cdiWriter(opts: { cdi?: boolean; cdiDir: string }, logger: Logger): CdiSpecWriter | undefined {
+  if (opts.cdi && !opts.cdiDir.startsWith('/')) throw new InvalidArgumentError(`--cdi-dir must be an absolute path, not ${JSON.stringify(opts.cdiDir)}`);
+  return opts.cdi ? new CdiSpecWriter({ dir: new NodeSpecDir({ dir: opts.cdiDir }), logger }) : undefined;
+}
+
+const CDI_HELP = 'write a CDI spec (kind handoff.dev/gpu) for the GPUs on vfio-pci and answer Allocate with CDI device IDs instead of device nodes (needs a CDI-enabled runtime: containerd ≥ 1.7, CRI-O; kubelet ≥ 1.31 or gate DevicePluginCDIDevices)';
+const CDI_DIR_HELP = 'the CDI spec directory the container runtime reads';
 
 function parseDuration(raw: string): number {
   const m = /^(\d+)(ms|s|m)?$/.exec(raw);
@@ -47,10 +59,14 @@ export function registerPluginCommand(program: Command): void {
     .option('--resource-names-wait <duration>', 'at start, wait this long for --resource-names-file to appear before registering', '0s')
     .option('--metrics-addr <addr>', 'serve /metrics, /healthz, /readyz here (empty: off)', '')
     .option('--rescan-interval <duration>', 'how often to check the host for changes (a cheap fingerprint; a full scan only when it moved): 500ms keeps a GPU that goes bad under 1 s from kubelet', '500ms')
+    .option('--cdi', CDI_HELP)
+    .option('--cdi-dir <dir>', CDI_DIR_HELP, DEFAULT_CDI_DIR)
     .option('--profile <name|file>', 'simulated host instead of the real one (for trying it out)')
     .option('--log-level <level>', 'log level', 'info')
     .action(
       async (opts: {
+        cdi?: boolean;
+        cdiDir: string;
         hostRoot: string;
         devicePluginDir: string;
         resourceConfig?: string;
@@ -98,6 +114,7 @@ export function registerPluginCommand(program: Command): void {
           logger,
           recorder,
           rescanIntervalMs: parseDuration(opts.rescanInterval),
+          cdi: cdiWriter(opts, logger),
         });
         if (follower) {
           const waitMs = parseDuration(opts.resourceNamesWait);
@@ -139,11 +156,12 @@ export function registerAgentCommand(program: Command): void {
     .option('--kube-client <kind>', 'light: small built-in HTTP client (in-cluster, token or client-cert kubeconfigs); client-node: the full client (exec/auth-provider kubeconfigs)', 'light')
     .option('--resource-config <file>', 'YAML resource-name overrides (policies can also set resourceName)')
     .option('--resync-interval <duration>', 'level-triggered pass at least this often', '30s')
+    .option('--cdi', `${CDI_HELP} (embedded device plugin)`)
+    .option('--cdi-dir <dir>', CDI_DIR_HELP, DEFAULT_CDI_DIR)
     .option('--profile <name|file>', 'simulated host instead of the real one (for trying it out)')
     .option('--front-end <kind>', 'device-plugin: GPUs go to vfio-pci per the NodeGpuPassthrough spec and are offered to kubelet as extended resources; dra: the DRA kubelet plugin of driver gpu.handoff.dev (a GPU goes to vfio-pci when a claim for it is prepared)', 'device-plugin')
     .option('--plugin-registry-dir <dir>', "dra: kubelet's plugin registry directory", DEFAULT_REGISTRY_DIR)
     .option('--dra-plugin-dir <dir>', 'dra: directory of the DRA service socket and the device-metadata files', DEFAULT_DRA_PLUGIN_DIR)
-    .option('--cdi-dir <dir>', 'dra: CDI spec directory', '/var/run/cdi')
     .option('--allow-boot-gpu', "dra: the node's policy allows preparing the boot GPU (a claim must also ask, GpuConfig allowBootGpu: true)")
     .option('--keep-on-vfio', 'dra: leave GPUs on vfio-pci when their claim is unprepared')
     .option('--claims-dir <dir>', 'dra without an API server (tests, the QEMU guest): ResourceClaims from <dir>/<namespace>/<name>.json')
@@ -154,12 +172,13 @@ export function registerAgentCommand(program: Command): void {
       frontEnd: string;
       pluginRegistryDir: string;
       draPluginDir: string;
-      cdiDir: string;
       allowBootGpu?: boolean;
       keepOnVfio?: boolean;
       claimsDir?: string;
       resourceSliceFile?: string;
       rescanInterval: string;
+      cdi?: boolean;
+      cdiDir: string;
       hostRoot: string;
       stateDir: string;
       devicePlugin: string;
@@ -203,6 +222,7 @@ export function registerAgentCommand(program: Command): void {
       if (opts.devicePlugin !== 'embedded' && opts.devicePlugin !== 'off') throw new InvalidArgumentError(`--device-plugin must be embedded or off, not ${JSON.stringify(opts.devicePlugin)}`);
       const embedded = opts.devicePlugin === 'embedded';
       const logger = createLogger(opts.logLevel, { component: 'agent', node: opts.nodeName });
+      if (!embedded && opts.cdi) logger.warn({}, '--cdi has no effect with --device-plugin off: pass --cdi to `vfio-handoff plugin`');
       if (!embedded && !opts.resourceNamesFile) logger.warn({}, '--device-plugin off without --resource-names-file: policies\u2019 resource names reach no device plugin');
       const signal = shutdownSignal();
       const registry = new Registry();
@@ -235,6 +255,7 @@ export function registerAgentCommand(program: Command): void {
           logger,
           recorder,
           rescanIntervalMs: 500, // a GPU that goes bad reaches kubelet within 1 s (npm run bench -- peers)
+          cdi: cdiWriter(opts, logger),
         });
       }
       const publisher = opts.resourceNamesFile ? new ResourceNamesPublisher({ path: opts.resourceNamesFile, logger }) : undefined;

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
+import { CdiSpecWriter } from '../cdi/writer.js';
 import { realClock } from '../core/clock.js';
 import { loadDraApi } from '../dra/api.js';
 import { CHECKPOINT_FILE, FileClaimCheckpoint } from '../dra/checkpoint.js';
@@ -16,6 +17,7 @@ import { HttpKubeApi } from '../kube/http-kube-api.js';
 import { MetricsServer } from '../metrics/http-server.js';
 import { createDraMetrics } from '../metrics/dra-metrics.js';
 import { createAgentMetrics } from '../metrics/metrics.js';
+import { NodeSpecDir } from '../state/spec-dir.js';
 import { createEngine, openHost } from './host.js';
 import { loadLightKubeConfig } from './light-kubeconfig.js';
 import { createLogger } from './logger.js';
@@ -63,6 +65,9 @@ export async function runDraFrontEnd(opts: DraFrontEndOptions): Promise<void> {
   const claims: ClaimSource = kube ? new KubeClaimSource(kube) : new DirClaimSource(opts.claimsDir!, nodeDraFiles);
   const events = kube ? new EventRecorder({ api: kube, clock: realClock, logger }, { component: 'vfio-handoff-dra', host: opts.nodeName }) : undefined;
   const facts = gpuFactsReader(host);
+  const cdi = new CdiSpecWriter({ dir: new NodeSpecDir({ dir: opts.cdiDir }), logger });
+  // GPUs still prepared for claims from before a restart keep their CDI devices.
+  await cdi.sync(await engine.discover());
   const driver = new DraDriver({
     nodeName: opts.nodeName,
     engine,
@@ -71,6 +76,7 @@ export async function runDraFrontEnd(opts: DraFrontEndOptions): Promise<void> {
     policy: { allowBootGpu: opts.allowBootGpu, keepOnVfio: opts.keepOnVfio },
     metadataDir: join(opts.draPluginDir, 'metadata'),
     cdiDir: opts.cdiDir,
+    cdi,
     files: nodeDraFiles,
     facts,
     clock: realClock,

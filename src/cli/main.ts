@@ -147,7 +147,8 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
     .action(async () => {
       const { runDemo } = await import('./demo.js');
       const { demoDevicePlugin, demoOperator } = await import('./demo-cluster.js');
-      await runDemo(out, [demoDevicePlugin, demoOperator]);
+      const { demoDra } = await import('./demo-dra.js');
+      await runDemo(out, [demoDevicePlugin, demoDra, demoOperator]);
     });
 
   return program;

@@ -1,21 +1,8 @@
-import { BlockedError, InvalidArgumentError } from '../core/errors.js';
-import { functionIndex } from '../handoff/group.js';
-import type { Gpu, HostSnapshot } from '../host/model.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { HostSnapshot } from '../host/model.js';
+import { neutralAllocation, pciResourceEnv, type FreshReadiness } from '../devices/allocation.js';
 import type { ContainerAllocateResponse, DeviceSpec } from './api.js';
-import { notReadyReason } from './devices.js';
-import type { NotReadyReason, PluginDevice } from './devices.js';
-import { pciResourceEnvVar } from './resources.js';
-import { groupIndex } from './revalidate.js';
-
-const gpuCache = new WeakMap<HostSnapshot, ReadonlyMap<string, Gpu>>();
-function gpuIndex(snapshot: HostSnapshot): ReadonlyMap<string, Gpu> {
-  let idx = gpuCache.get(snapshot);
-  if (!idx) {
-    idx = new Map(snapshot.gpus.map((g) => [g.fn.address as string, g]));
-    gpuCache.set(snapshot, idx);
-  }
-  return idx;
-}
+import type { PluginDevice } from './devices.js';
 
 /**
  * Allocate, as a pure function of the freshest host state we have. kubelet checkpoints the response and
@@ -24,14 +11,11 @@ function gpuIndex(snapshot: HostSnapshot): ReadonlyMap<string, Gpu> {
  * are stable while the GPU stays on vfio-pci.
  */
 
-const VFIO_CONTAINER = '/dev/vfio/vfio';
-const IOMMUFD = '/dev/iommu';
 const PERMISSIONS = 'mrw';
 
 const spec = (path: string): DeviceSpec => ({ container_path: path, host_path: path, permissions: PERMISSIONS });
 
-/** Fresh per-device answers (see revalidate.ts) that override the snapshot's view of readiness. */
-export type FreshReadiness = ReadonlyMap<string, NotReadyReason | undefined>;
+export type { FreshReadiness } from '../devices/allocation.js';
 
 /**
  * Cheap checks of a whole AllocateRequest before any host read, stopping at the first problem so a
@@ -55,13 +39,16 @@ export function checkAllocateRequest(resource: string, advertised: readonly Plug
 }
 
 /**
- * One ContainerAllocateResponse for one container request.
+ * One ContainerAllocateResponse for one container request: the device source's neutral allocation
+ * (src/devices/allocation.ts) in kubelet's wire shape.
  * - unknown IDs (not advertised under `resource`) and duplicates → `InvalidArgumentError`;
  * - a device that is no longer ready → `BlockedError` (reason codes in `reasons`).
  * DeviceSpecs: `/dev/vfio/vfio` + `/dev/vfio/<group>` per group (deduplicated, request order); with
  * iommufd also `/dev/iommu` + `/dev/vfio/devices/vfioN` for every vfio-bound function of those groups.
  * Env `PCI_RESOURCE_<RESOURCE>` = the requested GPU addresses only, in request order: KubeVirt pops them
  * positionally, so an audio sibling in the list would be taken for the next GPU (protocol.md §3.2).
+ * With `opts.cdi` the devices go as CDI device IDs (`handoff.dev/gpu=gpu-…`, the spec src/cdi writes)
+ * instead of DeviceSpecs, so the runtime injects them from the CDI spec and nothing is injected twice.
  */
 export function buildContainerAllocateResponse(
   snapshot: HostSnapshot,
@@ -69,50 +56,20 @@ export function buildContainerAllocateResponse(
   advertised: readonly PluginDevice[],
   deviceIds: readonly string[],
   fresh: FreshReadiness = new Map(),
+  opts: { readonly cdi?: boolean } = {},
 ): ContainerAllocateResponse {
   if (deviceIds.length === 0) throw new InvalidArgumentError(`allocate for ${resource}: the container request lists no devices`);
-  const known = new Set<string>(advertised.map((d) => d.id));
-  const gpus = gpuIndex(snapshot);
-  const seen = new Set<string>();
-  const groups: number[] = [];
-  const blocked: { code: string; message: string }[] = [];
-  for (const id of deviceIds) {
-    if (seen.has(id)) throw new InvalidArgumentError(`allocate for ${resource}: device ${id} is requested twice`);
-    seen.add(id);
-    const gpu = gpus.get(id);
-    if (!known.has(id) || !gpu) {
-      throw new InvalidArgumentError(`allocate for ${resource}: unknown device ${JSON.stringify(id)} (not a device this plugin advertises)`);
-    }
-    const reason = fresh.has(id) ? fresh.get(id) : notReadyReason(snapshot, gpu);
-    if (reason !== undefined) {
-      blocked.push({ code: reason, message: `device ${id} is no longer ready for passthrough (${reason})` });
-      continue;
-    }
-    const group = gpu.fn.iommuGroup!;
-    if (!groups.includes(group)) groups.push(group);
-  }
-  if (blocked.length > 0) {
-    throw new BlockedError(`allocate for ${resource}: ${blocked.map((b) => b.message).join('; ')}`, blocked);
-  }
-
-  const devices: DeviceSpec[] = [spec(VFIO_CONTAINER), ...groups.map((g) => spec(`/dev/vfio/${g}`))];
-  if (snapshot.iommufd) {
-    const fns = functionIndex(snapshot);
-    devices.push(spec(IOMMUFD));
-    for (const g of groups) {
-      for (const member of groupIndex(snapshot).get(g)?.members ?? []) {
-        const fn = fns.get(member);
-        if (fn?.driver !== 'vfio-pci') continue;
-        for (const cdev of fn.vfioDevices) devices.push(spec(`/dev/vfio/devices/${cdev}`));
-      }
-    }
-  }
-  const unique = devices.filter((d, i) => devices.findIndex((x) => x.host_path === d.host_path) === i);
+  const allocation = neutralAllocation(snapshot, {
+    addresses: deviceIds,
+    offered: new Set<string>(advertised.map((d) => d.id)),
+    fresh,
+    context: `allocate for ${resource}`,
+  });
   return {
-    envs: { [pciResourceEnvVar(resource)]: deviceIds.join(',') },
+    envs: pciResourceEnv(resource, allocation.addresses),
     mounts: [],
-    devices: unique,
+    devices: opts.cdi ? [] : allocation.deviceNodes.map(spec),
     annotations: {},
-    cdi_devices: [],
+    cdi_devices: opts.cdi ? allocation.cdiDevices.map((name) => ({ name })) : [],
   };
 }

@@ -14,9 +14,8 @@ export const API_PROTO_PATH = fileURLToPath(new URL('../../proto/deviceplugin/v1
 
 export const API_VERSION = 'v1beta1';
 export const KUBELET_SOCKET = 'kubelet.sock';
-export const HEALTHY = 'Healthy';
-export const UNHEALTHY = 'Unhealthy';
-export type Health = typeof HEALTHY | typeof UNHEALTHY;
+// The device source's health values are kubelet's strings (src/devices/model.ts).
+export { HEALTHY, UNHEALTHY, type Health } from '../devices/model.js';
 
 export interface DevicePluginOptions {
   pre_start_required: boolean;

@@ -1,18 +1,17 @@
 import type { PciAddress } from '../core/pci-address.js';
 import { pciResourceEnvVar } from '../core/resource-name.js';
-import { notReady, type NotReadyReason as HostNotReadyReason } from '../host/readiness.js';
 import type { Gpu, HostSnapshot } from '../host/model.js';
-import { HEALTHY, UNHEALTHY } from './api.js';
-import type { Device, Health } from './api.js';
+import { computeSourceDevices } from '../devices/health.js';
+import type { Health, NotReadyReason } from '../devices/model.js';
+import type { Device } from './api.js';
 
 /**
- * What the plugin advertises, derived purely from a HostSnapshot (the engine's read model — no second
- * discovery). Health is decided from sysfs/devfs state only: `/dev/vfio/<group>` is never opened, because
- * a VFIO group node allows one open at a time and probing it would race the VM that holds it.
+ * What the plugin advertises: the device source's devices (src/devices: which GPUs, their health) grouped
+ * into kubelet extended resources. The device-plugin front end of the one device source.
  */
 
-/** The host's readiness reasons, plus the plugin's own: withdrawn for release, or its name's env var clashes. */
-export type NotReadyReason = HostNotReadyReason | 'WITHDRAWN' | 'RESOURCE_ENV_CLASH';
+export { notReadyReason } from '../devices/health.js';
+export type { NotReadyReason } from '../devices/model.js';
 
 export interface PluginDevice {
   readonly id: PciAddress; // Device.ID = the GPU's PCI address
@@ -28,21 +27,11 @@ export interface PluginDevice {
 export type DeviceSets = ReadonlyMap<string, readonly PluginDevice[]>;
 
 /**
- * `undefined` when the GPU can be handed to a VM now, else the first failing condition — the host
- * model's one readiness rule (src/host/readiness.ts), so a GPU whose BAR a firmware framebuffer still
- * claims is never advertised Healthy.
- */
-export function notReadyReason(snapshot: HostSnapshot, gpu: Gpu): NotReadyReason | undefined {
-  return notReady(snapshot, gpu.fn.address)?.reason;
-}
-
-/**
- * The device sets for a new snapshot. A GPU is advertised when it is ready; a GPU that was advertised
- * before stays advertised (Unhealthy, under its previous resource) while it still exists but is no longer
- * ready, so kubelet keeps it in capacity and stops scheduling onto it. A GPU gone from the host vanishes.
- * A ready GPU whose name changed moves to the new resource (and leaves the old one).
+ * The device sets for a new snapshot: the device source's devices (`computeSourceDevices`: ready GPUs,
+ * plus GPUs advertised before that still exist, Unhealthy; withdrawn ones Unhealthy) under their
+ * resource. A ready GPU whose name changed moves to the new resource (and leaves the old one); one that
+ * is no longer ready stays under the resource kubelet knows it by.
  * `resourceOf` names the resource of a GPU (see resources.ts); GPUs it returns `undefined` for are skipped.
- * `withdrawn` GPUs (on their way back to the host, see NodeAgentDeps.withdraw) are advertised Unhealthy.
  */
 export function computeDeviceSets(
   snapshot: HostSnapshot,
@@ -52,29 +41,21 @@ export function computeDeviceSets(
 ): DeviceSets {
   const before = new Map<string, PluginDevice>();
   for (const devices of previous.values()) for (const d of devices) before.set(d.id, d);
+  const gpus = new Map(snapshot.gpus.map((g) => [g.fn.address as string, g]));
 
   const sets = new Map<string, PluginDevice[]>();
-  for (const gpu of snapshot.gpus) {
-    const reason = notReadyReason(snapshot, gpu) ?? (withdrawn.has(gpu.fn.address) ? 'WITHDRAWN' : undefined);
-    const prior = before.get(gpu.fn.address);
-    if (reason !== undefined && !prior) continue;
+  for (const { address, health, reason } of computeSourceDevices(snapshot, new Set(before.keys()), withdrawn)) {
+    const gpu = gpus.get(address)!;
+    const prior = before.get(address);
     // A ready GPU takes its current name (the cluster may have renamed it); one that is no longer ready
     // stays Unhealthy under the resource kubelet knows it by.
     const resource = reason === undefined ? (resourceOf(gpu) ?? prior?.resource) : (prior?.resource ?? resourceOf(gpu));
     if (resource === undefined) continue;
-    const device: PluginDevice = {
-      id: gpu.fn.address,
-      resource,
-      health: reason === undefined ? HEALTHY : UNHEALTHY,
-      group: gpu.fn.iommuGroup,
-      numaNode: gpu.fn.numaNode,
-      reason,
-    };
+    const device: PluginDevice = { id: address, resource, health, group: gpu.fn.iommuGroup, numaNode: gpu.fn.numaNode, reason };
     const list = sets.get(resource) ?? [];
     list.push(device);
     sets.set(resource, list);
   }
-  for (const list of sets.values()) list.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return sets;
 }
 

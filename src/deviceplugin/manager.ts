@@ -1,6 +1,7 @@
 import type { Clock } from '../core/clock.js';
 import { ConflictError, InvalidArgumentError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { CdiSpecWriter } from '../cdi/writer.js';
 import type { Gpu, HostSnapshot } from '../host/model.js';
 import type { PluginRecorder } from '../metrics/recorders.js';
 import type { HostReader } from '../sysfs/port.js';
@@ -11,10 +12,10 @@ import { computeDeviceSets, diffDeviceSets, envVarClashes, toWireDevice } from '
 import type { DeviceSets, PluginDevice } from './devices.js';
 import { ResourcePlugin } from './lifecycle.js';
 import type { Backoff } from './lifecycle.js';
-import { PciIds } from './pci-ids.js';
+import { PciIds } from '../devices/pci-ids.js';
 import { preferredAllocation } from './preferred.js';
-import { revalidateDevices } from './revalidate.js';
-import { hostFingerprint } from './fingerprint.js';
+import { revalidateDevices } from '../devices/revalidate.js';
+import { hostFingerprint } from '../devices/fingerprint.js';
 import { compileResourceConfig, defaultResourceName, overrideFor, pciResourceEnvVar, socketFileName } from './resources.js';
 import type { ResourceConfig, ResourceNamer } from './resources.js';
 import { nodeSocketDir } from './socket-dir.js';
@@ -43,6 +44,11 @@ export interface DevicePluginManagerDeps {
   readonly api?: DevicePluginApi;
   readonly backoff?: Backoff;
   readonly registerTimeoutMs?: number;
+  /**
+   * CDI on (`--cdi`): keeps the CDI spec current after every scan and answers Allocate with CDI device IDs
+   * (`handoff.dev/gpu=gpu-…`) instead of DeviceSpecs. Off (absent): kubelet sees exactly what it saw before.
+   */
+  readonly cdi?: CdiSpecWriter;
 }
 
 /**
@@ -186,6 +192,9 @@ export class DevicePluginManager {
       this.reportedClashes = undefined;
     }
     const diff = diffDeviceSets(this.sets, next);
+    // The spec first: a device kubelet learns about must already resolve in the runtime. A failed write is
+    // logged and retried at the next scan (Allocate syncs again and fails if it still cannot write).
+    await this.deps.cdi?.sync(snapshot).catch((err: Error) => this.deps.logger.error({ err: err.message }, 'cannot write the CDI spec'));
     this.snapshot = snapshot;
     const previous = this.sets;
     this.sets = next;
@@ -252,9 +261,13 @@ export class DevicePluginManager {
       // Fresh host state for exactly the requested devices, read now (kubelet keeps the answer forever).
       const fresh = await revalidateDevices(this.deps.reader, snapshot, ids);
       if ([...fresh.values()].some((r) => r !== undefined)) void this.rescan().catch(() => undefined);
+      const cdi = this.deps.cdi !== undefined;
       const response: AllocateResponse = {
-        container_responses: req.container_requests.map((c) => buildContainerAllocateResponse(snapshot, resource, advertised, c.devices_ids, fresh)),
+        container_responses: req.container_requests.map((c) => buildContainerAllocateResponse(snapshot, resource, advertised, c.devices_ids, fresh, { cdi })),
       };
+      // The runtime resolves the CDI IDs when it creates the container, right after this answer: make sure
+      // the spec names them now (a no-op when the file is current), or fail the Allocate.
+      if (cdi) await this.deps.cdi!.sync(snapshot);
       this.deps.recorder.allocate(resource, true);
       return response;
     } catch (err) {

@@ -10,10 +10,10 @@ import { allocatedDevices, type ClaimSource } from './claim.js';
 import type { ClaimCheckpoint, PreparedClaim, PreparedClaimDevice } from './checkpoint.js';
 import type { DraFiles } from './files-node.js';
 import { claimSpecPath, POD_CLAIM_NAME_ANNOTATION, removeClaimFiles, writeClaimFiles, type MetadataDevice } from './metadata.js';
-import { deviceAttributes, deviceName, DRIVER_NAME, type GpuFacts } from './slice.js';
-
-/** The CDI kind of the GPU devices (DRA.md; the spec file is written by src/cdi). */
-export const GPU_CDI_KIND = 'handoff.dev/gpu';
+import { gpuFacts } from '../devices/facts.js';
+import type { GpuFacts } from '../devices/model.js';
+import { CDI_KIND as GPU_CDI_KIND } from '../devices/names.js';
+import { deviceAttributes, deviceName, DRIVER_NAME } from './slice.js';
 
 /** The node's policy for DRA claims (flags of `agent --front-end dra`). */
 export interface DraPolicy {
@@ -41,6 +41,11 @@ export interface DraDriverDeps {
   readonly metadataDir: string;
   readonly cdiDir: string;
   readonly files: DraFiles;
+  /**
+   * The GPU CDI spec (`<cdi-dir>/handoff.dev-gpu.json`, src/cdi CdiSpecWriter): synced after every prepare
+   * and unprepare, so the `handoff.dev/gpu=…` IDs we return name devices the runtime finds.
+   */
+  readonly cdi?: { sync(snapshot: HostSnapshot): Promise<unknown> };
   /** The slice facts of each GPU (pcieRoot, model), so metadata and ResourceSlice agree. */
   readonly facts: (snapshot: HostSnapshot) => Promise<ReadonlyMap<string, GpuFacts>>;
   readonly clock: Clock;
@@ -157,10 +162,12 @@ export class DraDriver {
     }
 
     try {
-      const facts = await deps.facts(await deps.engine.discover());
+      const after = await deps.engine.discover();
+      await deps.cdi?.sync(after);
+      const facts = await deps.facts(after);
       const requests = new Map<string, MetadataDevice[]>();
       for (const { alloc, gpu } of gpus) {
-        const f = facts.get(gpu.fn.address) ?? { gpu, pcieRoot: undefined, model: undefined };
+        const f = facts.get(gpu.fn.address) ?? gpuFacts(gpu);
         requests.set(alloc.request, [...(requests.get(alloc.request) ?? []), { driver: DRIVER_NAME, pool: alloc.pool, name: alloc.device, attributes: deviceAttributes(f) }]);
       }
       const podClaimName = claim.metadata?.annotations?.[POD_CLAIM_NAME_ANNOTATION];
@@ -221,6 +228,7 @@ export class DraDriver {
       if (failed.length > 0) throw new BlockedError(`giving the GPU back failed: ${failed.map((o) => `group ${o.group}: ${o.outcome}${o.error ? ` (${o.error.code}: ${o.error.message})` : ''}`).join('; ')}`, []);
     }
     await removeClaimFiles(deps.files, entry.files, deps.metadataDir, ref.uid);
+    if (back.length > 0) await deps.cdi?.sync(await deps.engine.discover());
     checkpoint.delete(ref.uid);
     await deps.checkpoint.save(checkpoint);
     deps.logger.info({ claim: `${ref.namespace}/${ref.name}`, uid: ref.uid, released: back }, 'claim unprepared');

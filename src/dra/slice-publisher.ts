@@ -6,7 +6,8 @@ import { AlreadyExistsError, CoreResources, type KubeApi } from '../kube/port.js
 import { jitteredBackoff } from '../kube/watch-restarts.js';
 import { deepEqual } from '../operator/canonical.js';
 import type { DraFiles } from './files-node.js';
-import { RESOURCE_SLICES, resourceSlice, sliceDevices, sliceName, type GpuFacts, type ResourceSlice, type SliceDevice } from './slice.js';
+import type { GpuFacts } from '../devices/model.js';
+import { RESOURCE_SLICES, resourceSlice, sliceDevices, sliceName, type ResourceSlice, type SliceDevice } from './slice.js';
 
 /** Where the node's ResourceSlice goes: the API server, or a file when running without one. */
 export interface SliceSink {

@@ -6,7 +6,7 @@ import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import type { PciFunction } from '../host/model.js';
-import { formatResourceNames, parseResourceNames } from '../deviceplugin/resource-names-file.js';
+import { formatResourceNames, parseResourceNames } from '../devices/resource-names-file.js';
 import { ResourceNamesFollower, ResourceNamesPublisher, writeFileAtomic, type ResourceNamesUpdate } from './resource-names-file.js';
 
 const A = '0000:18:00.0';

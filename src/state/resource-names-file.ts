@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import type { PciAddress } from '../core/pci-address.js';
-import { formatResourceNames, parseResourceNames, publicationKey } from '../deviceplugin/resource-names-file.js';
+import { formatResourceNames, parseResourceNames, publicationKey } from '../devices/resource-names-file.js';
 import type { HostSnapshot } from '../host/model.js';
 
 /**

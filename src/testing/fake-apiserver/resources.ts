@@ -53,6 +53,10 @@ export const DEFAULT_RESOURCES: readonly ResourceType[] = [
     shortNames: ['ngp'],
   },
   { group: 'kubevirt.io', version: 'v1', plural: 'kubevirts', kind: 'KubeVirt', namespaced: true, statusSubresource: true },
+  // Dynamic Resource Allocation (GA in 1.34): ResourceSlices are validated like the real server's (resource-validation.ts).
+  { group: 'resource.k8s.io', version: 'v1', plural: 'resourceslices', kind: 'ResourceSlice', namespaced: false, statusSubresource: false },
+  { group: 'resource.k8s.io', version: 'v1', plural: 'resourceclaims', kind: 'ResourceClaim', namespaced: true, statusSubresource: true },
+  { group: 'resource.k8s.io', version: 'v1', plural: 'deviceclasses', kind: 'DeviceClass', namespaced: false, statusSubresource: false },
 ];
 
 /** Resource types a CustomResourceDefinition object describes (one per served version). */

@@ -14,6 +14,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { applyJsonPatch, applyMergePatch, PatchError } from './patch.js';
 import { apiVersionOf, DEFAULT_RESOURCES, resourceKey, resourceTypesFromCrd, type ResourceType } from './resources.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
+import { validateResourceSlice } from './resource-validation.js';
 
 export interface StoredObject {
   apiVersion: string;
@@ -581,7 +582,19 @@ export class FakeApiServer {
       }
     }
     if (t.statusSubresource) delete obj['status'];
+    this.validate(t, obj, undefined);
     return this.insert(t, obj, namespace);
+  }
+
+  /** Type-specific validation the real API server does (422 Invalid with the field errors). */
+  private validate(t: ResourceType, obj: Record<string, unknown>, old: Record<string, unknown> | undefined): void {
+    if (t.group === 'resource.k8s.io' && t.plural === 'resourceslices') {
+      const errs = validateResourceSlice(obj, old);
+      if (errs.length > 0) {
+        const name = ((obj['metadata'] ?? {}) as { name?: string }).name ?? '';
+        throw new HttpError(422, 'Invalid', `ResourceSlice.resource.k8s.io "${name}" is invalid: ${errs.length === 1 ? errs[0] : `[${errs.join(', ')}]`}`);
+      }
+    }
   }
 
   private insert(t: ResourceType, obj: Record<string, unknown>, namespace: string | undefined): StoredObject {
@@ -650,6 +663,7 @@ export class FakeApiServer {
         next.metadata.generation = (current.metadata.generation ?? 1) + 1;
       }
     }
+    if (!status) this.validate(t, next, current);
     if (stableStringify(next) === stableStringify(current)) return current; // no-op writes do not bump resourceVersion
     if (current.metadata.deletionTimestamp !== undefined && (next.metadata.finalizers ?? []).length === 0) {
       this.commitDelete(t, next);

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatResourceNames, parseResourceNames, type ResourceNamesDocument } from '../../../src/deviceplugin/resource-names-file.js';
+import { formatResourceNames, parseResourceNames, type ResourceNamesDocument } from '../../../src/devices/resource-names-file.js';
 import type { NodeGpuPassthrough } from '../../../src/operator/api.js';
 import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import { materialiseProfile } from '../../../src/profiles/materialise.js';

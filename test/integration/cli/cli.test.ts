@@ -82,5 +82,9 @@ describe('vfio-handoff CLI (built)', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('vfio-handoff prepare --all --allow-boot-gpu');
     expect(r.stdout).toMatch(/group 1 \(0000:01:00\.0\): prepared/);
+    // The DRA stage: a claim prepared through the kubelet plugin's gRPC and given back.
+    expect(r.stdout).toContain('NodePrepareResources → gpu-0000-9b-00-0: CDI handoff.dev/gpu=gpu-0000-9b-00-0');
+    expect(r.stdout).toContain('resource.kubernetes.io/pciBusID = 0000:9b:00.0');
+    expect(r.stdout).toContain('0000:9b:00.0 is back on nvidia');
   });
 });

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { CdiSpecWriter } from '../../../src/cdi/writer.js';
 import { realClock } from '../../../src/core/clock.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { startDevicePlugins } from '../../../src/deviceplugin/manager.js';
@@ -104,7 +105,7 @@ export interface Rig {
   /** Full discovery passes so far. */
   scans: number;
   plugins: RunningDevicePlugins | undefined;
-  start(opts?: { rescanIntervalMs?: number; resourceConfig?: ResourceConfig; noDirWatch?: boolean }): Promise<RunningDevicePlugins>;
+  start(opts?: { rescanIntervalMs?: number; resourceConfig?: ResourceConfig; noDirWatch?: boolean; cdi?: CdiSpecWriter }): Promise<RunningDevicePlugins>;
   cleanup(): Promise<void>;
 }
 
@@ -139,6 +140,7 @@ export async function makeRig(reader: HostReader, opts: { kubelet?: boolean; dir
         backoff: { initialMs: 50, maxMs: 400 },
         // Without inotify only the periodic stat fallback sees the plugin directory change.
         socketDir: o.noDirWatch ? { ...nodeSocketDir, watch: () => ({ close: () => undefined }) } : nodeSocketDir,
+        cdi: o.cdi,
       });
       return rig.plugins;
     },

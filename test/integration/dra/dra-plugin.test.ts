@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { realClock } from '../../../src/core/clock.js';
+import { InUseError } from '../../../src/core/errors.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { unixTarget } from '../../../src/deviceplugin/api.js';
 import { loadDraApi, type Claim, type DraPluginClient, type NodePrepareResourcesResponse, type NodeUnprepareResourcesResponse, type PluginInfo } from '../../../src/dra/api.js';
@@ -14,6 +15,8 @@ import { DraDriver, type DraPolicy } from '../../../src/dra/driver.js';
 import { gpuFactsReader } from '../../../src/dra/facts.js';
 import { DraPluginServer } from '../../../src/dra/grpc-server.js';
 import { nodeDraFiles } from '../../../src/dra/files-node.js';
+import { CdiSpecWriter } from '../../../src/cdi/writer.js';
+import { NodeSpecDir } from '../../../src/state/spec-dir.js';
 import { HandoffEngine } from '../../../src/handoff/engine.js';
 import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import { SimulatedKernel } from '../../../src/sysfs/simulated-kernel.js';
@@ -42,7 +45,12 @@ function claim(name: string, uid: string, devices: { request?: string; device: s
   };
 }
 
-async function setup(profile: string, policy: DraPolicy = { allowBootGpu: false, keepOnVfio: false }, shared?: { dir: string; kernel: SimulatedKernel; store: MemoryStateStore }) {
+async function setup(
+  profile: string,
+  policy: DraPolicy = { allowBootGpu: false, keepOnVfio: false },
+  shared?: { dir: string; kernel: SimulatedKernel; store: MemoryStateStore },
+  wrap: (engine: HandoffEngine) => Pick<HandoffEngine, 'prepare' | 'release' | 'discover'> = (e) => e,
+) {
   const dir = shared?.dir ?? (await mkdtemp(join(tmpdir(), 'dra-')));
   if (!shared) cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const kernel = shared?.kernel ?? new SimulatedKernel(await loadBuiltinProfile(profile));
@@ -52,12 +60,13 @@ async function setup(profile: string, policy: DraPolicy = { allowBootGpu: false,
   const errors: string[] = [];
   const driver = new DraDriver({
     nodeName: NODE,
-    engine,
+    engine: wrap(engine),
     claims,
     checkpoint: new FileClaimCheckpoint(join(dir, 'state', 'dra-claims.json'), nodeDraFiles),
     policy,
     metadataDir: join(dir, 'plugins', 'metadata'),
     cdiDir: join(dir, 'cdi'),
+    cdi: new CdiSpecWriter({ dir: new NodeSpecDir({ dir: join(dir, 'cdi') }), logger: silentLogger }),
     files: nodeDraFiles,
     facts: gpuFactsReader(kernel),
     clock: realClock,
@@ -121,6 +130,11 @@ describe('DRA kubelet plugin over gRPC on a simulated server (ASPEED BMC + 4× H
     });
     expect(await driverOf(t.kernel, '0000:18:00.0')).toBe('vfio-pci');
     expect(await driverOf(t.kernel, '0000:3b:00.0')).toBe('nvidia'); // not claimed: untouched
+    // The GPU CDI device the answer names exists, with the group's node (H100 0000:18:00.0 is group 31).
+    const gpuSpec = JSON.parse(await readFile(join(t.dir, 'cdi', 'handoff.dev-gpu.json'), 'utf8'));
+    expect(gpuSpec.kind).toBe('handoff.dev/gpu');
+    expect(gpuSpec.devices.map((d: { name: string }) => d.name)).toEqual(['gpu-0000-18-00-0']);
+    expect(JSON.stringify(gpuSpec.devices[0].containerEdits)).toContain('/dev/vfio/31');
     const meta = JSON.parse(await readFile(join(t.dir, 'plugins', 'metadata', 'uid-1', 'gpu', 'gpu.handoff.dev-metadata.json'), 'utf8'));
     expect(meta.apiVersion).toBe('metadata.resource.k8s.io/v1alpha1');
     expect(meta.kind).toBe('DeviceMetadata');
@@ -149,6 +163,7 @@ describe('DRA kubelet plugin over gRPC on a simulated server (ASPEED BMC + 4× H
     expect(await driverOf(t.kernel, '0000:18:00.0')).toBe('nvidia');
     expect((await t.kernel.readText('sys/bus/pci/devices/0000:18:00.0/driver_override'))?.trim()).toBe('(null)');
     await expect(stat(join(t.dir, 'cdi', 'handoff.dev-claim_uid-1.json'))).rejects.toThrow();
+    await expect(stat(join(t.dir, 'cdi', 'handoff.dev-gpu.json'))).rejects.toThrow(); // no GPU on vfio-pci left
     await expect(stat(join(t.dir, 'plugins', 'metadata', 'uid-1'))).rejects.toThrow();
     // Unprepare again (kubelet retries after a lost answer): still fine, nothing written.
     t.kernel.clearWriteLog();
@@ -213,6 +228,55 @@ describe('DRA kubelet plugin over gRPC on a simulated server (ASPEED BMC + 4× H
     const res = await t.prepare([ref('vm-gpu', '../../etc')]);
     expect(res.claims['../../etc']?.error).toMatch(/not a UID/);
     expect(t.kernel.writeLog).toEqual([]);
+  });
+
+  it('a failed handoff is rolled back and reported on that claim; the GPU stays on nvidia, nothing is checkpointed', async () => {
+    const t = await setup('server-aspeed-4xh100');
+    t.claims.put(claim('vm-gpu', 'uid-1', [{ device: 'gpu-0000-18-00-0' }]));
+    t.kernel.injectFault({ path: 'sys/bus/pci/drivers_probe', errno: 'EIO', times: 1 });
+    const res = await t.prepare([ref('vm-gpu', 'uid-1')]);
+    expect(res.claims['uid-1']?.devices).toEqual([]);
+    expect(res.claims['uid-1']?.error).toMatch(/handoff failed: group 31: rolled_back/);
+    expect(await driverOf(t.kernel, '0000:18:00.0')).toBe('nvidia');
+    expect((await t.kernel.readText('sys/bus/pci/devices/0000:18:00.0/driver_override'))?.trim()).toBe('(null)');
+    expect(JSON.parse(await readFile(join(t.dir, 'state', 'dra-claims.json'), 'utf8').catch(() => '{"claims":{}}')).claims).toEqual({});
+    await expect(stat(join(t.dir, 'cdi', 'handoff.dev-claim_uid-1.json'))).rejects.toThrow();
+    expect(t.errors).toEqual(['prepare vm-gpu BLOCKED']);
+    // kubelet retries; the fault is gone: now it works.
+    expect((await t.prepare([ref('vm-gpu', 'uid-1')])).claims['uid-1']?.error).toBe('');
+    expect(await driverOf(t.kernel, '0000:18:00.0')).toBe('vfio-pci');
+  });
+
+  it('a claim of two GPUs is all or nothing: when the second fails, the first is given back', async () => {
+    const t = await setup('server-aspeed-4xh100');
+    t.claims.put(claim('vm-2gpu', 'uid-2', [{ device: 'gpu-0000-18-00-0' }, { device: 'gpu-0000-3b-00-0' }]));
+    t.kernel.injectFault({ path: 'sys/bus/pci/devices/0000:3b:00.0/driver_override', errno: 'EIO' });
+    const res = await t.prepare([ref('vm-2gpu', 'uid-2')]);
+    expect(res.claims['uid-2']?.error).toMatch(/handoff failed/);
+    expect(await driverOf(t.kernel, '0000:18:00.0')).toBe('nvidia');
+    expect(await driverOf(t.kernel, '0000:3b:00.0')).toBe('nvidia');
+  });
+
+  it('unprepare under a running VM is refused (the engine\u2019s in-use guard) and the claim stays prepared until kubelet retries after the VM is gone', async () => {
+    let vmRunning = true;
+    // The real engine's guard needs /proc; here the engine answers as it does when a VMM holds /dev/vfio/31.
+    const t = await setup('server-aspeed-4xh100', undefined, undefined, (engine) => ({
+      prepare: (sel, opts) => engine.prepare(sel, opts),
+      discover: () => engine.discover(),
+      release: async (sel, opts) => {
+        if (vmRunning) throw new InUseError('refusing to release: /dev/vfio/31 is open by pid 777 (qemu-kvm)');
+        return engine.release(sel, opts);
+      },
+    }));
+    t.claims.put(claim('vm-gpu', 'uid-1', [{ device: 'gpu-0000-18-00-0' }]));
+    await t.prepare([ref('vm-gpu', 'uid-1')]);
+    const refused = await t.unprepare([ref('vm-gpu', 'uid-1')]);
+    expect(refused.claims['uid-1']?.error).toMatch(/\/dev\/vfio\/31 is open by pid 777/);
+    expect(await driverOf(t.kernel, '0000:18:00.0')).toBe('vfio-pci');
+    expect(JSON.parse(await readFile(join(t.dir, 'state', 'dra-claims.json'), 'utf8')).claims['uid-1']).toBeDefined();
+    vmRunning = false;
+    expect((await t.unprepare([ref('vm-gpu', 'uid-1')])).claims['uid-1']).toEqual({ error: '' });
+    expect(await driverOf(t.kernel, '0000:18:00.0')).toBe('nvidia');
   });
 
   it('keepOnVfio: unprepare leaves the GPU on vfio-pci', async () => {

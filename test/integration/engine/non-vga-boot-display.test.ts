@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { realClock } from '../../../src/core/clock.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { computeDeviceSets } from '../../../src/deviceplugin/devices.js';
-import { revalidateDevices } from '../../../src/deviceplugin/revalidate.js';
+import { revalidateDevices } from '../../../src/devices/revalidate.js';
 import { planNode } from '../../../src/agent/node-plan.js';
 import { HandoffEngine } from '../../../src/handoff/engine.js';
 import { planSteps } from '../../../src/handoff/plan.js';

@@ -33,12 +33,18 @@ export const CLI_FLAGS: Record<string, Record<string, boolean>> = {
     '--node-name': true,
     '--device-plugin': true,
     '--resource-names-file': true,
+    '--front-end': true,
+    '--plugin-registry-dir': true,
+    '--dra-plugin-dir': true,
+    '--cdi-dir': true,
+    '--allow-boot-gpu': false,
+    '--keep-on-vfio': false,
   },
   plugin: { '--host-root': true, '--device-plugin-dir': true, '--metrics-addr': true, '--resource-names-file': true, '--resource-names-wait': true },
   operator: { '--metrics-addr': true, '--leader-elect': false, '--lease-namespace': true },
 };
 
-const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'GpuPassthrough', 'NodeGpuPassthrough']);
+const CLUSTER_SCOPED = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'GpuPassthrough', 'NodeGpuPassthrough', 'DeviceClass', 'ResourceSlice']);
 
 interface Container {
   name: string;

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../core/errors.js';
 import { comparePciAddress, parsePciAddress, type PciAddress } from '../core/pci-address.js';
 import type { HostSnapshot } from '../host/model.js';
-import { extendedResourceNameProblem } from './resources.js';
+import { extendedResourceNameProblem } from '../core/resource-name.js';
 
 /**
  * The hand-over between the privileged agent and the unprivileged device plugin when they run as two
