@@ -35,8 +35,10 @@ const NODE = 'node-a';
 const NS = 'vms';
 const H100 = ['0000:18:00.0', '0000:3b:00.0', '0000:9b:00.0', '0000:bb:00.0'] as const;
 const ASPEED = '0000:02:00.0';
-/** What a KubeVirt user asking for an H100 writes: a vendor/device selector on our attributes (CEL). */
-const H100_SELECTOR = { cel: { expression: 'device.attributes["gpu.handoff.dev"].vendorID == "10de" && device.attributes["gpu.handoff.dev"].deviceID == "2331"' } };
+/** deploy/dra's DeviceClass of NVIDIA GPUs that are not the boot GPU. */
+const NVIDIA_CLASS = 'nvidia.gpu.handoff.dev';
+/** What a KubeVirt user asking for an H100 adds: a device-ID selector on our attributes (CEL). */
+const H100_SELECTOR = { cel: { expression: 'device.attributes["gpu.handoff.dev"].deviceID == "2331"' } };
 const deviceName = (address: string): string => `gpu-${address.replace(/[:.]/g, '-')}`;
 const SLICES = '/apis/resource.k8s.io/v1/resourceslices';
 const CLAIMS = `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims`;
@@ -75,7 +77,8 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
     cdiDir = join(dir, 'cdi');
     cp = await ControlPlane.start(bins);
     const discovery = new Discovery(cp);
-    const objects = kustomize('deploy').filter((o) => !o.apiVersion.startsWith('monitoring.coreos.com'));
+    // The base install and the DRA front end's opt-in kustomization (DeviceClasses, RBAC, admission policy).
+    const objects = [...kustomize('deploy'), ...kustomize('deploy/dra')].filter((o) => !o.apiVersion.startsWith('monitoring.coreos.com'));
     for (const o of objects.filter((x) => x.kind === 'Namespace' || x.kind === 'CustomResourceDefinition')) await cp.apply(await discovery.path(o), o);
     for (const o of objects.filter((x) => x.kind === 'CustomResourceDefinition')) await cp.waitEstablished(o.metadata.name);
     for (const o of objects.filter((x) => x.kind !== 'Namespace' && x.kind !== 'CustomResourceDefinition')) {
@@ -102,7 +105,7 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
     kubelet = KubeletDra.spawn(kubeletBin.path!);
     await kubelet.start({ registryDir: join(dir, 'plugins_registry'), stateDir: join(dir, 'kubelet-state'), kubeconfig: cp.writeKubeconfig('kubelet', cp.adminToken), nodeName: NODE });
 
-    const agentKubeconfig = cp.writeKubeconfig(NODE, await cp.podBoundToken('vfio-handoff', 'vfio-handoff-agent', NODE));
+    const agentKubeconfig = cp.writeKubeconfig(NODE, await cp.podBoundToken('vfio-handoff', 'vfio-handoff-dra', NODE));
     agent = spawn(process.execPath, [
       CLI, 'agent', '--front-end', 'dra', '--host-root', tk.root, '--node-name', NODE, '--kubeconfig', agentKubeconfig,
       '--state-dir', join(dir, 'agent-state'), '--plugin-registry-dir', join(dir, 'plugins_registry'),
@@ -167,11 +170,10 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
   let allocated = '';
   let cdiIds: string[] = [];
 
-  it('kube-scheduler allocates a claim of the deploy/ DeviceClass to a GPU of our slice and binds the pod to the node', async () => {
-    const classes = kustomize('deploy').filter((o) => o.kind === 'DeviceClass').map((o) => o.metadata.name);
-    expect(classes.length).toBeGreaterThan(0);
+  it("kube-scheduler allocates a claim of deploy/dra's NVIDIA DeviceClass to a GPU of our slice and binds the pod to the node", async () => {
+    expect(kustomize('deploy/dra').filter((o) => o.kind === 'DeviceClass').map((o) => o.metadata.name)).toContain(NVIDIA_CLASS);
     await cp.ok('POST', CLAIMS, {
-      body: { apiVersion: 'resource.k8s.io/v1', kind: 'ResourceClaim', metadata: { name: 'gpu-claim' }, spec: { devices: { requests: [{ name: 'gpu', exactly: { deviceClassName: classes[0], selectors: [H100_SELECTOR] } }] } } },
+      body: { apiVersion: 'resource.k8s.io/v1', kind: 'ResourceClaim', metadata: { name: 'gpu-claim' }, spec: { devices: { requests: [{ name: 'gpu', exactly: { deviceClassName: NVIDIA_CLASS, selectors: [H100_SELECTOR] } }] } } },
     });
     await cp.ok('POST', PODS, {
       body: {
@@ -202,9 +204,8 @@ describe.skipIf(skip)(`DRA path against kube-apiserver, kube-scheduler, kubelet'
   });
 
   it('a claim the slice cannot satisfy stays unallocated and its pod unschedulable (five H100s of a node with four)', async () => {
-    const classes = kustomize('deploy').filter((o) => o.kind === 'DeviceClass').map((o) => o.metadata.name);
     await cp.ok('POST', CLAIMS, {
-      body: { apiVersion: 'resource.k8s.io/v1', kind: 'ResourceClaim', metadata: { name: 'five-gpus' }, spec: { devices: { requests: [{ name: 'gpu', exactly: { deviceClassName: classes[0], selectors: [H100_SELECTOR], allocationMode: 'ExactCount', count: 5 } }] } } },
+      body: { apiVersion: 'resource.k8s.io/v1', kind: 'ResourceClaim', metadata: { name: 'five-gpus' }, spec: { devices: { requests: [{ name: 'gpu', exactly: { deviceClassName: NVIDIA_CLASS, selectors: [H100_SELECTOR], allocationMode: 'ExactCount', count: 5 } }] } } },
     });
     await cp.ok('POST', PODS, {
       body: { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'too-greedy' }, spec: { containers: [{ name: 'c', image: 'registry.invalid/x:0', resources: { claims: [{ name: 'g' }] } }], resourceClaims: [{ name: 'g', resourceClaimName: 'five-gpus' }] } },
