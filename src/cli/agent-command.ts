@@ -20,6 +20,7 @@ import { NodeSpecDir } from '../state/spec-dir.js';
 import { NodeHost } from '../sysfs/node-host.js';
 import { OverlayReader } from '../sysfs/overlay-reader.js';
 import type { HostReader } from '../sysfs/port.js';
+import { parseFrontEnd, DEFAULT_FRONT_END } from '../devices/front-end.js';
 import { DEFAULT_DRA_PLUGIN_DIR, DEFAULT_REGISTRY_DIR } from '../dra/grpc-server.js';
 import { createEngine, openHost } from './host.js';
 import { loadLightKubeConfig } from './light-kubeconfig.js';
@@ -159,7 +160,7 @@ export function registerAgentCommand(program: Command): void {
     .option('--cdi', `${CDI_HELP} (embedded device plugin)`)
     .option('--cdi-dir <dir>', CDI_DIR_HELP, DEFAULT_CDI_DIR)
     .option('--profile <name|file>', 'simulated host instead of the real one (for trying it out)')
-    .option('--front-end <kind>', 'device-plugin: GPUs go to vfio-pci per the NodeGpuPassthrough spec and are offered to kubelet as extended resources; dra: the DRA kubelet plugin of driver gpu.handoff.dev (a GPU goes to vfio-pci when a claim for it is prepared)', 'device-plugin')
+    .option('--front-end <kind>', 'device-plugin: GPUs go to vfio-pci per the NodeGpuPassthrough spec and are offered to kubelet as extended resources; dra: the DRA kubelet plugin of driver gpu.handoff.dev (a GPU goes to vfio-pci when a claim for it is prepared)', DEFAULT_FRONT_END)
     .option('--plugin-registry-dir <dir>', "dra: kubelet's plugin registry directory", DEFAULT_REGISTRY_DIR)
     .option('--dra-plugin-dir <dir>', 'dra: directory of the DRA service socket and the device-metadata files', DEFAULT_DRA_PLUGIN_DIR)
     .option('--allow-boot-gpu', "dra: the node's policy allows preparing the boot GPU (a claim must also ask, GpuConfig allowBootGpu: true)")
@@ -195,8 +196,7 @@ export function registerAgentCommand(program: Command): void {
       logLevel: string;
     }) => {
       if (!opts.nodeName) throw new InvalidArgumentError('--node-name (or NODE_NAME) is required');
-      if (opts.frontEnd !== 'device-plugin' && opts.frontEnd !== 'dra') throw new InvalidArgumentError(`--front-end must be device-plugin or dra, not ${JSON.stringify(opts.frontEnd)}`);
-      if (opts.frontEnd === 'dra') {
+      if (parseFrontEnd(opts.frontEnd) === 'dra') {
         const { runDraFrontEnd } = await import('./dra-command.js');
         await runDraFrontEnd({
           nodeName: opts.nodeName,

@@ -94,7 +94,14 @@ export async function runDraFrontEnd(opts: DraFrontEndOptions): Promise<void> {
     registrationSocket: join(opts.pluginRegistryDir, REGISTRATION_SOCKET),
     draSocket: join(opts.draPluginDir, DRA_SOCKET),
     logger,
-    onRegistration: (s) => (registered = s.plugin_registered),
+    onRegistration: (s) => {
+      registered = s.plugin_registered;
+      // kubelet wipes a driver's slices when it deregisters; after a (re-)registration, make sure ours is there.
+      if (s.plugin_registered && publisher) {
+        publisher.resync();
+        void engine.discover().then((snap) => publisher.update(snap), () => undefined);
+      }
+    },
   });
   const metrics = new MetricsServer({ registry, logger, readiness: () => ({ ready: registered, detail: registered ? 'ok' : 'not registered with kubelet' }) });
   if (opts.metricsAddr) await metrics.start(opts.metricsAddr);

@@ -78,6 +78,11 @@ export interface SlicePublisherDeps {
   /** Backoff after a failed write (ms): first, cap. Defaults 800 ms → 30 s, as client-go's reflector. */
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
   readonly random?: () => number;
+  /**
+   * Even when the host did not change, check the stored slice this often (ms; default 60 s): kubelet deletes a
+   * driver's slices 30 s after the driver deregistered, and someone may delete or edit ours.
+   */
+  readonly resyncMs?: number;
 }
 
 /**
@@ -92,6 +97,7 @@ export class SlicePublisher {
   private failures = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
+  private appliedAt = -Infinity;
   generation = 0;
 
   constructor(private readonly deps: SlicePublisherDeps) {}
@@ -100,6 +106,11 @@ export class SlicePublisher {
     this.pending = snapshot;
     this.running ??= this.drain().finally(() => (this.running = undefined));
     return this.running;
+  }
+
+  /** The next update checks the stored slice even if the host did not change (e.g. after kubelet registered us again). */
+  resync(): void {
+    this.appliedAt = -Infinity;
   }
 
   stop(): void {
@@ -112,10 +123,12 @@ export class SlicePublisher {
       const snapshot = this.pending;
       this.pending = undefined;
       const devices = sliceDevices(snapshot, await this.deps.facts(snapshot));
-      if (this.published && deepEqual(this.published, devices)) continue;
+      const fresh = this.deps.clock.now() - this.appliedAt < (this.deps.resyncMs ?? 60_000);
+      if (fresh && this.published && deepEqual(this.published, devices)) continue;
       try {
         this.generation = await this.deps.sink.apply(this.deps.nodeName, devices);
         this.published = devices;
+        this.appliedAt = this.deps.clock.now();
         this.failures = 0;
         this.deps.logger.info({ devices: devices.map((d) => d.name), generation: this.generation }, 'ResourceSlice published');
       } catch (err) {

@@ -8,7 +8,7 @@ import { isUserDmaDriver, isVfioDriver } from './vendor.js';
 /**
  * THE readiness rule: whether a VMM can take a device (GPU or SR-IOV VF) now. The verdict
  * (src/handoff/verdict.ts), the device plugin's device sets and Allocate revalidation
- * (src/deviceplugin) and the agent's node plan all decide "ready" here, so they cannot disagree.
+ * (src/devices, used by src/deviceplugin) and the agent's node plan all decide "ready" here, so they cannot disagree.
  *
  * Ready means, in this order of checks:
  * 1. the IOMMU is on and the device has a group (`NO_IOMMU_GROUP`);

@@ -16,6 +16,7 @@ import { gpuFactsReader } from '../../../src/dra/facts.js';
 import { DraPluginServer } from '../../../src/dra/grpc-server.js';
 import { nodeDraFiles } from '../../../src/dra/files-node.js';
 import { CdiSpecWriter } from '../../../src/cdi/writer.js';
+import { cdiSpecProblems } from '../../support/cdi-schema.js';
 import { NodeSpecDir } from '../../../src/state/spec-dir.js';
 import { HandoffEngine } from '../../../src/handoff/engine.js';
 import { loadBuiltinProfile } from '../../../src/profiles/load.js';
@@ -144,6 +145,8 @@ describe('DRA kubelet plugin over gRPC on a simulated server (ASPEED BMC + 4× H
     expect(meta.requests[0].devices[0].attributes['resource.kubernetes.io/pciBusID']).toEqual({ string: '0000:18:00.0' });
     const spec = JSON.parse(await readFile(join(t.dir, 'cdi', 'handoff.dev-claim_uid-1.json'), 'utf8'));
     expect(spec.kind).toBe('handoff.dev/claim');
+    expect(cdiSpecProblems(spec)).toEqual([]); // the CDI v1.1.0 JSON schema + SPEC.md name rules
+    expect(cdiSpecProblems(JSON.parse(await readFile(join(t.dir, 'cdi', 'handoff.dev-gpu.json'), 'utf8')))).toEqual([]);
     const hostPath = join(t.dir, 'plugins', 'metadata', 'uid-1', 'gpu', 'gpu.handoff.dev-metadata.json');
     expect(spec.devices).toEqual([
       {

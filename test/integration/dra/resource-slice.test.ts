@@ -73,6 +73,17 @@ describe('ResourceSlice publisher against the fake API server (validates like ku
     expect(t.stored().spec.devices.find((d) => d.name === 'gpu-0000-bb-00-0')?.attributes['numaNode']).toEqual({ int: 1 });
   });
 
+  it('a slice deleted behind our back (kubelet wipes a deregistered driver\u2019s slices) comes back at the next resync', async () => {
+    const t = await setup();
+    await t.publisher.update(await discoverHost(t.kernel));
+    await api!.delete(RESOURCE_SLICES, 'node-a-gpu.handoff.dev');
+    await t.publisher.update(await discoverHost(t.kernel)); // within the resync period: no read, no write
+    expect(t.stored()).toBeUndefined();
+    t.publisher.resync();
+    await t.publisher.update(await discoverHost(t.kernel));
+    expect(t.stored()?.spec.devices).toHaveLength(5);
+  });
+
   it('a failed write is retried with backoff until the API server takes it', async () => {
     const t = await setup();
     t.server.failNext({ verb: 'create' }, 2, 503);

@@ -39,8 +39,9 @@ export const CLI_FLAGS: Record<string, Record<string, boolean>> = {
     '--cdi-dir': true,
     '--allow-boot-gpu': false,
     '--keep-on-vfio': false,
+    '--cdi': false,
   },
-  plugin: { '--host-root': true, '--device-plugin-dir': true, '--metrics-addr': true, '--resource-names-file': true, '--resource-names-wait': true },
+  plugin: { '--host-root': true, '--device-plugin-dir': true, '--metrics-addr': true, '--resource-names-file': true, '--resource-names-wait': true, '--cdi': false, '--cdi-dir': true },
   operator: { '--metrics-addr': true, '--leader-elect': false, '--lease-namespace': true },
 };
 
