@@ -88,6 +88,15 @@ export class TreeKernel {
     return this.chain;
   }
 
+  /**
+   * Re-renders the tree after the test changed `kernel` directly (a hot add or remove: removeDevice,
+   * addDevice), as the kernel's sysfs would show it at once. Serialised with the writes being served.
+   */
+  async changed(): Promise<void> {
+    this.chain = this.chain.then(() => this.render());
+    await this.chain;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);

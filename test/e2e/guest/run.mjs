@@ -2,8 +2,8 @@
 // Plain JavaScript on purpose: it runs unbuilt inside the guest and must not import our code, because the facts
 // it records (driver links, driver_override, /dev/vfio, /proc/iomem, /proc/fb, vtconsoles, dmesg) are the
 // independent witness the tests check the CLI's claims against.
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync, renameSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync, renameSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -347,6 +347,87 @@ const scenarios = {
     if (crash.cli.signal === 'SIGKILL') cliStep('rerun', ['prepare', BOOT_GPU, '--allow-boot-gpu', '--json']);
     if (driverOf(BOOT_GPU) === 'vfio-pci') vfioCheck('vfio-check', BOOT_GPU);
     cliStep('release', ['release', BOOT_GPU, '--json']);
+  },
+
+  // h. The DRA kubelet plugin (`agent --front-end dra`, no API server: claims from files) on the boot GPU on its
+  // native drivers, driven over its sockets the way kubelet 1.34 drives it (guest/dra-client.mjs): registration,
+  // a claim without the boot-GPU permission (refused, nothing moves), a claim with it (group on vfio-pci, VMM
+  // check), unprepare (back on bochs-drm + snd_hda_intel), unprepare again (idempotent).
+  draGrpc() {
+    modprobe('bochs', 'snd-hda-intel', 'vfio-pci');
+    waitFor(() => driverOf(BOOT_GPU) !== null && driverOf('0000:00:02.1') !== null);
+    record('initial');
+    const node = 'qemu-guest';
+    const claimsDir = join(OUT, 'claims');
+    const registry = '/var/lib/kubelet/plugins_registry';
+    const pluginDir = '/var/lib/kubelet/plugins/gpu.handoff.dev';
+    const cdiDir = '/var/run/cdi';
+    const regSocket = join(registry, 'gpu.handoff.dev-reg.sock');
+    const device = `gpu-${BOOT_GPU.replace(/[:.]/g, '-')}`;
+    const claim = (name, uid, config) => ({
+      apiVersion: 'resource.k8s.io/v1',
+      kind: 'ResourceClaim',
+      metadata: { name, namespace: 'vms', uid },
+      spec: { devices: { requests: [{ name: 'gpu', exactly: { deviceClassName: 'gpu.handoff.dev' } }] } },
+      status: {
+        allocation: {
+          devices: {
+            results: [{ request: 'gpu', driver: 'gpu.handoff.dev', pool: node, device }],
+            config: config ? [{ source: 'FromClaim', requests: ['gpu'], opaque: { driver: 'gpu.handoff.dev', parameters: config } }] : [],
+          },
+        },
+        reservedFor: [{ resource: 'pods', name: 'virt-launcher-vm1', uid: '00000000-0000-0000-0000-0000000000aa' }],
+      },
+    });
+    mkdirSync(join(claimsDir, 'vms'), { recursive: true });
+    writeFileSync(join(claimsDir, 'vms', 'no-permit.json'), JSON.stringify(claim('no-permit', '11111111-1111-1111-1111-111111111111', null)));
+    writeFileSync(
+      join(claimsDir, 'vms', 'gpu-claim.json'),
+      JSON.stringify(claim('gpu-claim', '22222222-2222-2222-2222-222222222222', { apiVersion: 'gpu.handoff.dev/v1alpha1', kind: 'GpuConfig', allowBootGpu: true })),
+    );
+    const agentLog = join(OUT, 'dra-agent.log');
+    const fd = openSync(agentLog, 'w');
+    const agent = spawn(process.execPath, [
+      CLI, 'agent', '--front-end', 'dra', '--node-name', node, '--claims-dir', claimsDir, '--resource-slice-file', join(OUT, 'resourceslice.json'),
+      '--plugin-registry-dir', registry, '--dra-plugin-dir', pluginDir, '--cdi-dir', cdiDir, '--allow-boot-gpu',
+      '--state-dir', STATE_DIR, '--metrics-addr', '', '--log-level', 'debug',
+    ], { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    const agentText = () => readOr(agentLog, '') ?? '';
+    const up = waitFor(() => existsSync(regSocket), 180_000);
+    log(`DRA agent pid ${agent.pid}: registration socket ${up ? 'up' : 'MISSING'}`);
+    const client = (name, op, claims) => {
+      const started = Date.now();
+      const r = spawnSync(process.execPath, [join(HERE, 'dra-client.mjs'), REPO, regSocket, op, JSON.stringify(claims)], { encoding: 'utf8', timeout: 300_000 });
+      let data;
+      try {
+        data = JSON.parse(r.stdout);
+      } catch {
+        data = { parseError: true, stdout: r.stdout };
+      }
+      log(`dra-client ${op} -> ${r.status} ${r.stdout.trim().slice(0, 400)} ${(r.stderr ?? '').trim().slice(0, 400)} (${Date.now() - started} ms)`);
+      return record(name, { data: { ...data, status: r.status, ms: Date.now() - started } });
+    };
+    const ref = (name, uid) => [{ namespace: 'vms', uid, name }];
+    const noPermit = ref('no-permit', '11111111-1111-1111-1111-111111111111');
+    const permitted = ref('gpu-claim', '22222222-2222-2222-2222-222222222222');
+    // Each client run costs ~15-30 s of node start-up under TCG: registration is checked on the first call's
+    // GetInfo, and the two repeated unprepares go in one request, as kubelet batches a driver's claims.
+    client('dra-prepare-not-allowed', 'prepare', noPermit);
+    client('dra-prepare', 'prepare', permitted);
+    vfioCheck('vfio-check', BOOT_GPU);
+    record('dra-files', { data: { cdi: readTree(cdiDir), plugin: readTree(pluginDir), slice: readOr(join(OUT, 'resourceslice.json')) } });
+    client('dra-prepare-again', 'prepare', permitted);
+    client('dra-unprepare', 'unprepare', permitted);
+    waitFor(() => driverOf(BOOT_GPU) === 'bochs-drm' && driverOf('0000:00:02.1') === 'snd_hda_intel', 5000);
+    record('settled', { data: { cdi: readTree(cdiDir), plugin: readTree(pluginDir) } });
+    client('dra-unprepare-again', 'unprepare', [...permitted, ...noPermit]);
+    agent.kill('SIGTERM');
+    waitFor(() => !existsSync(regSocket), 30_000);
+    spawnSync('sleep', ['1']);
+    agent.kill('SIGKILL');
+    agent.unref();
+    record('agent-stopped', { data: { log: agentText().slice(-16384) } });
   },
 
   // f. The boot-VGA handoff on native drivers timed against the bare recipe (same writes, plain sh), in one boot.
