@@ -178,5 +178,9 @@ export async function main(argv: string[]): Promise<number> {
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/cli/main.js')) {
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
+    // A serving command (agent, plugin, operator) that fails after it opened its metrics server or sockets
+    // would otherwise stay alive doing nothing, and its SIGTERM handler no longer ends it. The timer is
+    // unref'd: a process that ends by itself never waits for it; output to pipes and files is synchronous.
+    if (code !== EXIT.OK) setTimeout(() => process.exit(code), 1000).unref();
   });
 }

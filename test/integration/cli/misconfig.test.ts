@@ -39,6 +39,26 @@ describe('misconfiguration says so', () => {
     expect(json.host.unreadable).toEqual([{ address: '0000:3b:00.0', error: expect.stringContaining('ELOOP') }]);
   });
 
+  it('agent --front-end dra refuses a socket path over 107 bytes and a relative --cdi-dir with exit 2 before it listens', async () => {
+    const base = ['agent', '--front-end', 'dra', '--profile', 'server-aspeed-4xh100', '--node-name', 'node-a', '--claims-dir', join(dir, 'claims'), '--state-dir', join(dir, 'dra-state'), '--metrics-addr', '127.0.0.1:0'];
+    const dirs = ['--plugin-registry-dir', join(dir, 'reg'), '--cdi-dir', join(dir, 'cdi')];
+    const long = await cli([...base, ...dirs, '--dra-plugin-dir', join(dir, 'p'.repeat(110))]);
+    expect(long.code, long.stderr).toBe(2);
+    expect(long.stderr).toMatch(/dra\.sock" is \d+ bytes; the kernel allows 107/);
+    expect(long.stderr).not.toMatch(/metrics server listening/);
+    const rel = await cli([...base, '--plugin-registry-dir', join(dir, 'reg'), '--dra-plugin-dir', join(dir, 'plug'), '--cdi-dir', 'relative/cdi']);
+    expect(rel.code, rel.stderr).toBe(2);
+    expect(rel.stderr).toMatch(/--cdi-dir must be an absolute path, not "relative\/cdi"/);
+  }, 60_000);
+
+  it('a serving command that fails after its metrics server started exits with the error instead of hanging', async () => {
+    // agent: metrics listen first, then the kubeconfig is read; before the fix the open server kept the process alive.
+    const r = await cli(['agent', '--profile', 'server-aspeed-4xh100', '--node-name', 'node-a', '--metrics-addr', '127.0.0.1:0', '--device-plugin-dir', join(dir, 'dp'), '--kubeconfig', join(dir, 'no-such-kubeconfig')]);
+    expect(r.stderr).toMatch(/metrics server listening/);
+    expect(r.stderr).toMatch(/cannot read kubeconfig/);
+    expect(r.code).not.toBe(0);
+  }, 60_000);
+
   it('--log-level bogus exits 2 without a stack trace', async () => {
     const r = await cli(['inspect', '--profile', 'workstation-efifb', '--log-level', 'bogus']);
     expect(r.code).toBe(2);
