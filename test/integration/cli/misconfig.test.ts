@@ -39,7 +39,7 @@ describe('misconfiguration says so', () => {
     expect(json.host.unreadable).toEqual([{ address: '0000:3b:00.0', error: expect.stringContaining('ELOOP') }]);
   });
 
-  it('agent --front-end dra refuses a socket path over 107 bytes and a relative --cdi-dir with exit 2 before it listens', async () => {
+  it('agent --front-end dra refuses a socket path over 107 bytes, a relative --cdi-dir and a --cdi-dir that is a file with exit 2 before it listens', async () => {
     const base = ['agent', '--front-end', 'dra', '--profile', 'server-aspeed-4xh100', '--node-name', 'node-a', '--claims-dir', join(dir, 'claims'), '--state-dir', join(dir, 'dra-state'), '--metrics-addr', '127.0.0.1:0'];
     const dirs = ['--plugin-registry-dir', join(dir, 'reg'), '--cdi-dir', join(dir, 'cdi')];
     const long = await cli([...base, ...dirs, '--dra-plugin-dir', join(dir, 'p'.repeat(110))]);
@@ -49,6 +49,12 @@ describe('misconfiguration says so', () => {
     const rel = await cli([...base, '--plugin-registry-dir', join(dir, 'reg'), '--dra-plugin-dir', join(dir, 'plug'), '--cdi-dir', 'relative/cdi']);
     expect(rel.code, rel.stderr).toBe(2);
     expect(rel.stderr).toMatch(/--cdi-dir must be an absolute path, not "relative\/cdi"/);
+    const file = join(dir, 'cdi-is-a-file');
+    await writeFile(file, 'x');
+    const notDir = await cli([...base, '--plugin-registry-dir', join(dir, 'reg'), '--dra-plugin-dir', join(dir, 'plug'), '--cdi-dir', file]);
+    expect(notDir.code, notDir.stderr).toBe(2);
+    expect(notDir.stderr).toMatch(/the CDI spec directory ".*cdi-is-a-file" is not a directory \(check --cdi-dir\)/);
+    expect(notDir.stderr).not.toMatch(noStack);
   }, 60_000);
 
   it('a serving command that fails after its metrics server started exits with the error instead of hanging', async () => {
