@@ -65,6 +65,20 @@ describe('misconfiguration says so', () => {
     expect(r.code).not.toBe(0);
   }, 60_000);
 
+  it.each([
+    [['--resync-interval', '0s'], /--resync-interval must be between 1ms and \d+m, not "0s"/],
+    [['--front-end', 'dra', '--rescan-interval', '0ms'], /--rescan-interval must be between 1ms and \d+m, not "0ms"/],
+    [['--resync-interval', '40000m'], /--resync-interval must be between 1ms and 35791m, not "40000m"/],
+    [['--front-end', 'dra', '--kube-client', 'bogus'], /--kube-client must be light or client-node, not "bogus"/],
+    [['--front-end', 'dra', '--device-plugin', 'bogus'], /--device-plugin must be embedded or off, not "bogus"/],
+    [['--front-end', 'dra', '--kube-client', 'client-node'], /--kube-client client-node is not supported with --front-end dra/],
+  ])('agent %j exits 2 with a clear message before it starts anything (a zero or overlong timer period is a 1 ms busy loop; DRA used to ignore these flags)', async (flags, message) => {
+    const r = await cli(['agent', '--profile', 'server-aspeed-4xh100', '--node-name', 'node-a', '--claims-dir', join(dir, 'claims'), '--metrics-addr', '127.0.0.1:0', '--state-dir', join(dir, 'iv-state'), '--device-plugin-dir', join(dir, 'iv-dp'), '--plugin-registry-dir', join(dir, 'iv-reg'), '--dra-plugin-dir', join(dir, 'iv-plug'), '--cdi-dir', join(dir, 'iv-cdi'), ...flags]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).not.toMatch(/listening/);
+  }, 60_000);
+
   it('--log-level bogus exits 2 without a stack trace', async () => {
     const r = await cli(['inspect', '--profile', 'workstation-efifb', '--log-level', 'bogus']);
     expect(r.code).toBe(2);
