@@ -143,7 +143,7 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
 
   program
     .command('demo')
-    .description('run inspect → prepare → release on built-in simulated hosts')
+    .description('on built-in simulated hosts: inspect → prepare → release, the device plugin, a DRA claim prepared and unprepared, and the operator (no cluster, no root)')
     .action(async () => {
       const { runDemo } = await import('./demo.js');
       const { demoDevicePlugin, demoOperator } = await import('./demo-cluster.js');
