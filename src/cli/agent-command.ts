@@ -49,6 +49,16 @@ function parseDuration(raw: string): number {
   return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
 }
 
+/** Node's timers take 1..2^31-1 ms; outside that, setInterval runs every 1 ms (a busy loop). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A period for setInterval (`--resync-interval`, `--rescan-interval`): a duration above 0 that a timer can hold. */
+export function parseInterval(raw: string, flag: string): number {
+  const ms = parseDuration(raw);
+  if (ms < 1 || ms > MAX_TIMER_MS) throw new InvalidArgumentError(`${flag} must be between 1ms and ${Math.floor(MAX_TIMER_MS / 60_000)}m, not ${JSON.stringify(raw)}`);
+  return ms;
+}
+
 export function registerPluginCommand(program: Command): void {
   program
     .command('plugin')
@@ -114,7 +124,7 @@ export function registerPluginCommand(program: Command): void {
           clock: realClock,
           logger,
           recorder,
-          rescanIntervalMs: parseDuration(opts.rescanInterval),
+          rescanIntervalMs: parseInterval(opts.rescanInterval, '--rescan-interval'),
           cdi: cdiWriter(opts, logger),
         });
         if (follower) {
@@ -196,7 +206,13 @@ export function registerAgentCommand(program: Command): void {
       logLevel: string;
     }) => {
       if (!opts.nodeName) throw new InvalidArgumentError('--node-name (or NODE_NAME) is required');
+      if (opts.kubeClient !== 'light' && opts.kubeClient !== 'client-node') throw new InvalidArgumentError(`--kube-client must be light or client-node, not ${JSON.stringify(opts.kubeClient)}`);
+      if (opts.devicePlugin !== 'embedded' && opts.devicePlugin !== 'off') throw new InvalidArgumentError(`--device-plugin must be embedded or off, not ${JSON.stringify(opts.devicePlugin)}`);
+      const resyncMs = parseInterval(opts.resyncInterval, '--resync-interval');
       if (parseFrontEnd(opts.frontEnd) === 'dra') {
+        // The DRA front end talks to the API server through the built-in client only: a kubeconfig that needs
+        // client-node (exec or auth-provider plugins) must not be silently read by the other client.
+        if (opts.kubeClient !== 'light') throw new InvalidArgumentError('--kube-client client-node is not supported with --front-end dra (it uses the built-in client: in-cluster, token or client-certificate kubeconfigs)');
         const { runDraFrontEnd } = await import('./dra-command.js');
         await runDraFrontEnd({
           nodeName: opts.nodeName,
@@ -212,14 +228,12 @@ export function registerAgentCommand(program: Command): void {
           ...(opts.resourceSliceFile !== undefined ? { resourceSliceFile: opts.resourceSliceFile } : {}),
           ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}),
           metricsAddr: opts.metricsAddr,
-          rescanMs: parseDuration(opts.rescanInterval),
+          rescanMs: parseInterval(opts.rescanInterval, '--rescan-interval'),
           logLevel: opts.logLevel,
         });
         return;
       }
       if (opts.claimsDir !== undefined || opts.resourceSliceFile !== undefined) throw new InvalidArgumentError('--claims-dir and --resource-slice-file belong to --front-end dra');
-      if (opts.kubeClient !== 'light' && opts.kubeClient !== 'client-node') throw new InvalidArgumentError(`--kube-client must be light or client-node, not ${JSON.stringify(opts.kubeClient)}`);
-      if (opts.devicePlugin !== 'embedded' && opts.devicePlugin !== 'off') throw new InvalidArgumentError(`--device-plugin must be embedded or off, not ${JSON.stringify(opts.devicePlugin)}`);
       const embedded = opts.devicePlugin === 'embedded';
       const logger = createLogger(opts.logLevel, { component: 'agent', node: opts.nodeName });
       if (!embedded && opts.cdi) logger.warn({}, '--cdi has no effect with --device-plugin off: pass --cdi to `vfio-handoff plugin`');
@@ -292,7 +306,6 @@ export function registerAgentCommand(program: Command): void {
       };
       await agent.ensureObject();
       const selector = `${NODE_LABEL}=${opts.nodeName}`;
-      const resyncMs = parseDuration(opts.resyncInterval);
       // The spec's names reach the device plugin before the pass prepares anything: the plugin keeps a GPU
       // under the resource it first advertised it with, so it must know the name before the GPU is ready.
       const onSpec = (obj: KubeObject): void => {

@@ -1,4 +1,6 @@
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
+import { InvalidArgumentError } from '../core/errors.js';
+import { assertSocketPathFits } from '../deviceplugin/resources.js';
 import { Registry } from 'prom-client';
 import { CdiSpecWriter } from '../cdi/writer.js';
 import { realClock } from '../core/clock.js';
@@ -51,6 +53,10 @@ export interface DraFrontEndOptions {
  * `--resource-slice-file`).
  */
 export async function runDraFrontEnd(opts: DraFrontEndOptions): Promise<void> {
+  // Checked before anything starts: a path the runtime or the kernel cannot use is a bad flag (exit 2).
+  if (!isAbsolute(opts.cdiDir)) throw new InvalidArgumentError(`--cdi-dir must be an absolute path, not ${JSON.stringify(opts.cdiDir)}`);
+  assertSocketPathFits(join(opts.draPluginDir, DRA_SOCKET));
+  assertSocketPathFits(join(opts.pluginRegistryDir, REGISTRATION_SOCKET));
   const logger = createLogger(opts.logLevel, { component: 'dra', node: opts.nodeName });
   const signal = shutdownSignal();
   const registry = new Registry();

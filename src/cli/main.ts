@@ -143,7 +143,7 @@ export async function buildProgram(out: (s: string) => void = (s) => process.std
 
   program
     .command('demo')
-    .description('run inspect → prepare → release on built-in simulated hosts')
+    .description('on built-in simulated hosts: inspect → prepare → release, the device plugin, a DRA claim prepared and unprepared, and the operator (no cluster, no root)')
     .action(async () => {
       const { runDemo } = await import('./demo.js');
       const { demoDevicePlugin, demoOperator } = await import('./demo-cluster.js');
@@ -178,5 +178,9 @@ export async function main(argv: string[]): Promise<number> {
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/cli/main.js')) {
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
+    // A serving command (agent, plugin, operator) that fails after it opened its metrics server or sockets
+    // would otherwise stay alive doing nothing, and its SIGTERM handler no longer ends it. The timer is
+    // unref'd: a process that ends by itself never waits for it; output to pipes and files is synchronous.
+    if (code !== EXIT.OK) setTimeout(() => process.exit(code), 1000).unref();
   });
 }

@@ -1,5 +1,6 @@
 import { readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { InvalidArgumentError } from '../core/errors.js';
 import { safeComponent } from '../sysfs/paths.js';
 import type { SpecDir } from '../cdi/writer.js';
 import { writeFileAtomic } from './atomic-write.js';
@@ -24,7 +25,10 @@ export class NodeSpecDir implements SpecDir {
     try {
       return (await readdir(this.deps.dir)).sort();
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return [];
+      // A file where the directory should be is a misconfigured --cdi-dir, not an internal error.
+      if (code === 'ENOTDIR') throw new InvalidArgumentError(`the CDI spec directory ${JSON.stringify(this.deps.dir)} is not a directory (check --cdi-dir)`);
       throw err;
     }
   }

@@ -39,6 +39,46 @@ describe('misconfiguration says so', () => {
     expect(json.host.unreadable).toEqual([{ address: '0000:3b:00.0', error: expect.stringContaining('ELOOP') }]);
   });
 
+  it('agent --front-end dra refuses a socket path over 107 bytes, a relative --cdi-dir and a --cdi-dir that is a file with exit 2 before it listens', async () => {
+    const base = ['agent', '--front-end', 'dra', '--profile', 'server-aspeed-4xh100', '--node-name', 'node-a', '--claims-dir', join(dir, 'claims'), '--state-dir', join(dir, 'dra-state'), '--metrics-addr', '127.0.0.1:0'];
+    const dirs = ['--plugin-registry-dir', join(dir, 'reg'), '--cdi-dir', join(dir, 'cdi')];
+    const long = await cli([...base, ...dirs, '--dra-plugin-dir', join(dir, 'p'.repeat(110))]);
+    expect(long.code, long.stderr).toBe(2);
+    expect(long.stderr).toMatch(/dra\.sock" is \d+ bytes; the kernel allows 107/);
+    expect(long.stderr).not.toMatch(/metrics server listening/);
+    const rel = await cli([...base, '--plugin-registry-dir', join(dir, 'reg'), '--dra-plugin-dir', join(dir, 'plug'), '--cdi-dir', 'relative/cdi']);
+    expect(rel.code, rel.stderr).toBe(2);
+    expect(rel.stderr).toMatch(/--cdi-dir must be an absolute path, not "relative\/cdi"/);
+    const file = join(dir, 'cdi-is-a-file');
+    await writeFile(file, 'x');
+    const notDir = await cli([...base, '--plugin-registry-dir', join(dir, 'reg'), '--dra-plugin-dir', join(dir, 'plug'), '--cdi-dir', file]);
+    expect(notDir.code, notDir.stderr).toBe(2);
+    expect(notDir.stderr).toMatch(/the CDI spec directory ".*cdi-is-a-file" is not a directory \(check --cdi-dir\)/);
+    expect(notDir.stderr).not.toMatch(noStack);
+  }, 60_000);
+
+  it('a serving command that fails after its metrics server started exits with the error instead of hanging', async () => {
+    // agent: metrics listen first, then the kubeconfig is read; before the fix the open server kept the process alive.
+    const r = await cli(['agent', '--profile', 'server-aspeed-4xh100', '--node-name', 'node-a', '--metrics-addr', '127.0.0.1:0', '--device-plugin-dir', join(dir, 'dp'), '--kubeconfig', join(dir, 'no-such-kubeconfig')]);
+    expect(r.stderr).toMatch(/metrics server listening/);
+    expect(r.stderr).toMatch(/cannot read kubeconfig/);
+    expect(r.code).not.toBe(0);
+  }, 60_000);
+
+  it.each([
+    [['--resync-interval', '0s'], /--resync-interval must be between 1ms and \d+m, not "0s"/],
+    [['--front-end', 'dra', '--rescan-interval', '0ms'], /--rescan-interval must be between 1ms and \d+m, not "0ms"/],
+    [['--resync-interval', '40000m'], /--resync-interval must be between 1ms and 35791m, not "40000m"/],
+    [['--front-end', 'dra', '--kube-client', 'bogus'], /--kube-client must be light or client-node, not "bogus"/],
+    [['--front-end', 'dra', '--device-plugin', 'bogus'], /--device-plugin must be embedded or off, not "bogus"/],
+    [['--front-end', 'dra', '--kube-client', 'client-node'], /--kube-client client-node is not supported with --front-end dra/],
+  ])('agent %j exits 2 with a clear message before it starts anything (a zero or overlong timer period is a 1 ms busy loop; DRA used to ignore these flags)', async (flags, message) => {
+    const r = await cli(['agent', '--profile', 'server-aspeed-4xh100', '--node-name', 'node-a', '--claims-dir', join(dir, 'claims'), '--metrics-addr', '127.0.0.1:0', '--state-dir', join(dir, 'iv-state'), '--device-plugin-dir', join(dir, 'iv-dp'), '--plugin-registry-dir', join(dir, 'iv-reg'), '--dra-plugin-dir', join(dir, 'iv-plug'), '--cdi-dir', join(dir, 'iv-cdi'), ...flags]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).not.toMatch(/listening/);
+  }, 60_000);
+
   it('--log-level bogus exits 2 without a stack trace', async () => {
     const r = await cli(['inspect', '--profile', 'workstation-efifb', '--log-level', 'bogus']);
     expect(r.code).toBe(2);
