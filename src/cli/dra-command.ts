@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 import { CdiSpecWriter } from '../cdi/writer.js';
 import { realClock } from '../core/clock.js';
 import { loadDraApi } from '../dra/api.js';
-import { CHECKPOINT_FILE, FileClaimCheckpoint } from '../dra/checkpoint.js';
+import { CHECKPOINT_FILE, FileClaimCheckpoint, MemoryClaimCheckpoint } from '../dra/checkpoint.js';
 import { DirClaimSource, KubeClaimSource } from '../dra/claim-sources.js';
 import type { ClaimSource } from '../dra/claim.js';
 import { DraDriver } from '../dra/driver.js';
@@ -78,7 +78,9 @@ export async function runDraFrontEnd(opts: DraFrontEndOptions): Promise<void> {
     nodeName: opts.nodeName,
     engine,
     claims,
-    checkpoint: new FileClaimCheckpoint(join(opts.stateDir, CHECKPOINT_FILE), nodeDraFiles),
+    // A simulated host (--profile) lives in memory, and so do its journal and records: a checkpoint on disk would
+    // outlive it and answer the next run's prepare for GPUs that host never moved.
+    checkpoint: simulated ? new MemoryClaimCheckpoint() : new FileClaimCheckpoint(join(opts.stateDir, CHECKPOINT_FILE), nodeDraFiles),
     policy: { allowBootGpu: opts.allowBootGpu, keepOnVfio: opts.keepOnVfio },
     metadataDir: join(opts.draPluginDir, 'metadata'),
     cdiDir: opts.cdiDir,

@@ -1,10 +1,11 @@
 import type { Clock } from '../core/clock.js';
 import { BlockedError, HandoffError, InvalidArgumentError, NotFoundError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { PciAddress } from '../core/pci-address.js';
+import { parsePciAddress, type PciAddress } from '../core/pci-address.js';
 import type { HandoffEngine, HandoffReport } from '../handoff/engine.js';
 import { VFIO_DRIVER } from '../handoff/group.js';
 import type { HostSnapshot } from '../host/model.js';
+import { notReady } from '../host/readiness.js';
 import type { Claim, NodePrepareResourceResponse, NodeUnprepareResourceResponse, PreparedDevice } from './api.js';
 import { allocatedDevices, type ClaimSource } from './claim.js';
 import type { ClaimCheckpoint, PreparedClaim, PreparedClaimDevice } from './checkpoint.js';
@@ -120,7 +121,20 @@ export class DraDriver {
     const { deps } = this;
     const checkpoint = await deps.checkpoint.load();
     const done = checkpoint.get(ref.uid);
-    if (done) return { devices: toWire(done), error: '', noop: true };
+    let previous: PreparedClaim | undefined;
+    if (done) {
+      // The checkpoint says what we did, not what the host is now: a GPU given back by hand (`vfio-handoff
+      // release`) or rebound by another tool would otherwise be reported prepared while a VM cannot use it.
+      const now = await deps.engine.discover();
+      const lost = done.devices.filter((d) => notReady(now, parsePciAddress(d.address)) !== undefined);
+      if (lost.length === 0) return { devices: toWire(done), error: '', noop: true };
+      deps.logger.warn(
+        { claim: `${ref.namespace}/${ref.name}`, uid: ref.uid, gpus: lost.map((d) => d.address) },
+        'a prepared claim\'s GPU is no longer ready for a VM: preparing it again',
+      );
+      checkpoint.delete(ref.uid);
+      previous = done;
+    }
 
     const claim = await deps.claims.get(ref);
     const allocated = allocatedDevices(claim, DRIVER_NAME);
@@ -181,7 +195,9 @@ export class DraDriver {
           seen.add(top);
           ids.push(files.cdiDeviceIds.get(top)!);
         }
-        return { request: alloc.request, pool: alloc.pool, device: alloc.device, address: gpu.fn.address, cdiDeviceIds: ids, releaseOnUnprepare: !wasOnVfio.get(gpu.fn.address) };
+        // Re-prepared after a loss: whether unprepare gives the GPU back is still what the first prepare found.
+        const before = previous?.devices.find((d) => d.address === gpu.fn.address)?.releaseOnUnprepare;
+        return { request: alloc.request, pool: alloc.pool, device: alloc.device, address: gpu.fn.address, cdiDeviceIds: ids, releaseOnUnprepare: before ?? !wasOnVfio.get(gpu.fn.address) };
       });
       const entry: PreparedClaim = { namespace: ref.namespace, name: ref.name, uid: ref.uid, devices, files: files.files };
       checkpoint.set(ref.uid, entry);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { realClock } from '../../../src/core/clock.js';
 import { InUseError } from '../../../src/core/errors.js';
+import { parsePciAddress } from '../../../src/core/pci-address.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { unixTarget } from '../../../src/deviceplugin/api.js';
 import { loadDraApi, type Claim, type DraPluginClient, type NodePrepareResourcesResponse, type NodeUnprepareResourcesResponse, type PluginInfo } from '../../../src/dra/api.js';
@@ -192,6 +193,24 @@ describe('DRA kubelet plugin over gRPC on a simulated server (ASPEED BMC + 4× H
     const again = await t.prepare([ref('vm-gpu', 'uid-1')]);
     expect(again).toEqual(first);
     expect(t.kernel.writeLog).toEqual([]);
+  });
+
+  it('a repeated prepare looks at the host: a GPU given back by hand meanwhile is prepared again, not reported prepared', async () => {
+    const t = await setup('server-aspeed-4xh100');
+    t.claims.put(claim('vm-gpu', 'uid-1', [{ device: 'gpu-0000-18-00-0' }]));
+    const first = await t.prepare([ref('vm-gpu', 'uid-1')]);
+    // An admin runs `vfio-handoff release` on the node while the claim is prepared (same state store).
+    const admin = new HandoffEngine({ host: t.kernel, store: t.store, clock: realClock, logger: silentLogger, verifyTimeoutMs: 200, writeTimeoutMs: 500 });
+    await admin.release({ all: false, selectors: [{ kind: 'address', address: parsePciAddress('0000:18:00.0') }] });
+    expect(await driverOf(t.kernel, '0000:18:00.0')).toBe('nvidia');
+    const again = await t.prepare([ref('vm-gpu', 'uid-1')]);
+    expect(again).toEqual(first);
+    expect(await driverOf(t.kernel, '0000:18:00.0')).toBe('vfio-pci');
+    const gpuSpec = JSON.parse(await readFile(join(t.dir, 'cdi', 'handoff.dev-gpu.json'), 'utf8'));
+    expect(gpuSpec.devices.map((d: { name: string }) => d.name)).toEqual(['gpu-0000-18-00-0']);
+    // And unprepare still gives it back: the first prepare moved it.
+    expect((await t.unprepare([ref('vm-gpu', 'uid-1')])).claims['uid-1']).toEqual({ error: '' });
+    expect(await driverOf(t.kernel, '0000:18:00.0')).toBe('nvidia');
   });
 
   it('an agent restart between prepare and unprepare loses nothing (claims checkpointed in the state dir)', async () => {
