@@ -204,8 +204,19 @@ export function registerAgentCommand(program: Command): void {
       resyncInterval: string;
       profile?: string;
       logLevel: string;
-    }) => {
+    }, cmd: Command) => {
       if (!opts.nodeName) throw new InvalidArgumentError('--node-name (or NODE_NAME) is required');
+      if (opts.devicePlugin !== 'embedded' && opts.devicePlugin !== 'off') throw new InvalidArgumentError(`--device-plugin must be embedded or off, not ${JSON.stringify(opts.devicePlugin)}`);
+      // A flag the chosen front end does not read is refused, not silently ignored.
+      const given = (flags: readonly string[]): string[] => flags.filter((f) => cmd.getOptionValueSource(camel(f)) === 'cli');
+      const frontEnd = parseFrontEnd(opts.frontEnd);
+      const misplaced =
+        frontEnd === 'dra'
+          ? given(['--cdi', '--device-plugin', '--device-plugin-dir', '--resource-names-file', '--resource-config', '--pod-resources-socket', '--resync-interval'])
+          : given(['--plugin-registry-dir', '--dra-plugin-dir', '--allow-boot-gpu', '--keep-on-vfio', '--rescan-interval']);
+      if (misplaced.length > 0) {
+        throw new InvalidArgumentError(`${misplaced.join(', ')} ${misplaced.length === 1 ? 'has' : 'have'} no effect with --front-end ${frontEnd}`);
+      }
       if (opts.kubeClient !== 'light' && opts.kubeClient !== 'client-node') throw new InvalidArgumentError(`--kube-client must be light or client-node, not ${JSON.stringify(opts.kubeClient)}`);
       if (opts.devicePlugin !== 'embedded' && opts.devicePlugin !== 'off') throw new InvalidArgumentError(`--device-plugin must be embedded or off, not ${JSON.stringify(opts.devicePlugin)}`);
       const resyncMs = parseInterval(opts.resyncInterval, '--resync-interval');
@@ -359,4 +370,9 @@ async function clientNodeApi(kubeconfig: string | undefined, logger: Logger): Pr
     informer: (labelSelector, resyncMs) =>
       new ResilientInformer<KubeObject>({ kubeConfig, api, clock: realClock, logger }, { resource: NODE_OBJECT, labelSelector, resyncPeriodMs: resyncMs }),
   };
+}
+
+/** `--dra-plugin-dir` → `draPluginDir`, the key commander stores the option under. */
+function camel(flag: string): string {
+  return flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }

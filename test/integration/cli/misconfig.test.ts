@@ -72,8 +72,16 @@ describe('misconfiguration says so', () => {
     [['--front-end', 'dra', '--kube-client', 'bogus'], /--kube-client must be light or client-node, not "bogus"/],
     [['--front-end', 'dra', '--device-plugin', 'bogus'], /--device-plugin must be embedded or off, not "bogus"/],
     [['--front-end', 'dra', '--kube-client', 'client-node'], /--kube-client client-node is not supported with --front-end dra/],
+    // A flag the chosen front end does not read is refused, not silently ignored.
+    [['--front-end', 'dra', '--cdi', '--resource-config', join(tmpdir(), 'x.yaml')], /--cdi, --resource-config have no effect with --front-end dra/],
+    [['--front-end', 'dra', '--device-plugin-dir', join(tmpdir(), 'dp')], /--device-plugin-dir has no effect with --front-end dra/],
+    [['--keep-on-vfio', '--allow-boot-gpu'], /--allow-boot-gpu, --keep-on-vfio have no effect with --front-end device-plugin/],
   ])('agent %j exits 2 with a clear message before it starts anything (a zero or overlong timer period is a 1 ms busy loop; DRA used to ignore these flags)', async (flags, message) => {
-    const r = await cli(['agent', '--profile', 'server-aspeed-4xh100', '--node-name', 'node-a', '--claims-dir', join(dir, 'claims'), '--metrics-addr', '127.0.0.1:0', '--state-dir', join(dir, 'iv-state'), '--device-plugin-dir', join(dir, 'iv-dp'), '--plugin-registry-dir', join(dir, 'iv-reg'), '--dra-plugin-dir', join(dir, 'iv-plug'), '--cdi-dir', join(dir, 'iv-cdi'), ...flags]);
+    const dra = flags.includes('dra');
+    const dirs = dra
+      ? ['--claims-dir', join(dir, 'claims'), '--plugin-registry-dir', join(dir, 'iv-reg'), '--dra-plugin-dir', join(dir, 'iv-plug')]
+      : ['--device-plugin-dir', join(dir, 'iv-dp')];
+    const r = await cli(['agent', '--profile', 'server-aspeed-4xh100', '--node-name', 'node-a', '--metrics-addr', '127.0.0.1:0', '--state-dir', join(dir, 'iv-state'), '--cdi-dir', join(dir, 'iv-cdi'), ...dirs, ...flags]);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr).not.toMatch(/listening/);
