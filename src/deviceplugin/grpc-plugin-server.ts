@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { shutdownGrpcServer } from '../core/grpc-shutdown.js';
 import { HandoffError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type {
@@ -157,16 +158,7 @@ export class GrpcPluginServer {
     for (const s of this.streams.keys()) s.end();
     this.streams.clear();
     if (!server) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, graceMs);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await shutdownGrpcServer(server, graceMs);
   }
 }
 

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { shutdownGrpcServer } from '../core/grpc-shutdown.js';
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../core/logger.js';
@@ -99,7 +100,7 @@ export class DraPluginServer {
     const servers = [this.regServer, this.draServer];
     this.regServer = this.draServer = undefined;
     await rm(this.deps.registrationSocket, { force: true });
-    for (const s of servers) if (s) await shutdown(s, graceMs);
+    for (const s of servers) if (s) await shutdownGrpcServer(s, graceMs);
     await rm(this.deps.draSocket, { force: true });
   }
 }
@@ -110,15 +111,3 @@ async function bind(server: grpc.Server, path: string): Promise<void> {
   await new Promise<void>((resolve, reject) => server.bindAsync(unixTarget(path), grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
 }
 
-function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      server.forceShutdown();
-      resolve();
-    }, graceMs);
-    server.tryShutdown(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}

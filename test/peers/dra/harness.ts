@@ -9,49 +9,25 @@
  *   visible under a directory standing in for the container's root.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { JsonLinesChild } from '../support/json-lines-child.js';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 
 export class KubeletDra {
-  private nextId = 1;
-  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private log = '';
-
-  private constructor(private readonly proc: ChildProcess) {
-    createInterface({ input: proc.stdout! }).on('line', (line) => {
-      const reply = JSON.parse(line) as { id: number; ok: boolean; error?: string; result?: unknown };
-      const w = this.waiting.get(reply.id);
-      this.waiting.delete(reply.id);
-      if (reply.ok) w?.resolve(reply.result);
-      else w?.reject(new Error(`kubelet DRA manager: ${reply.error}`));
-    });
-    proc.stderr!.on('data', (d: Buffer) => {
-      this.log += d.toString();
-      if (this.log.length > 400_000) this.log = this.log.slice(-200_000);
-    });
-    proc.on('exit', (code) => {
-      for (const w of this.waiting.values()) w.reject(new Error(`kubelet-dra exited (${code}): ${this.log.slice(-2000)}`));
-      this.waiting.clear();
-    });
-  }
+  private constructor(private readonly child: JsonLinesChild) {}
 
   /** Starts the harness (klog -v=5: registration, the chosen DRA service and each gRPC call are logged). */
   static spawn(binary: string): KubeletDra {
-    return new KubeletDra(spawn(binary, ['-v=5', '-logtostderr'], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    return new KubeletDra(JsonLinesChild.spawn(binary, 'kubelet DRA manager'));
   }
 
   /** Everything kubelet logged so far (klog text). */
   get logs(): string {
-    return this.log;
+    return this.child.logs;
   }
 
   private call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.proc.stdin!.write(`${JSON.stringify({ id, op, ...args })}\n`);
-    });
+    return this.child.call<T>(op, args);
   }
 
   start(opts: { registryDir: string; stateDir: string; kubeconfig: string; nodeName: string }): Promise<unknown> {
@@ -68,13 +44,8 @@ export class KubeletDra {
     return this.call('unprepare', { namespace, name });
   }
 
-  async close(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    const exited = new Promise((r) => this.proc.once('exit', r));
-    this.proc.stdin!.end();
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(t);
+  close(): Promise<void> {
+    return this.child.close();
   }
 }
 

@@ -3,8 +3,7 @@
  * child process, over its JSON-lines control protocol (see main.go). stderr (klog at -v=5) is kept so
  * tests can read what kubelet itself logged, e.g. whether it asked for a preferred allocation.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { JsonLinesChild } from '../support/json-lines-child.js';
 
 export interface Capacity {
   readonly capacity: Record<string, number>;
@@ -29,41 +28,20 @@ export interface PodRequest {
 }
 
 export class KubeletDeviceManager {
-  private nextId = 1;
-  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private log = '';
-
-  private constructor(private readonly proc: ChildProcess) {
-    createInterface({ input: proc.stdout! }).on('line', (line) => {
-      const reply = JSON.parse(line) as { id: number; ok: boolean; error?: string; result?: unknown };
-      const w = this.waiting.get(reply.id);
-      this.waiting.delete(reply.id);
-      if (reply.ok) w?.resolve(reply.result);
-      else w?.reject(new Error(`kubelet device manager: ${reply.error}`));
-    });
-    proc.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
-    proc.on('exit', (code) => {
-      for (const w of this.waiting.values()) w.reject(new Error(`kubelet harness exited (${code}): ${this.log.slice(-2000)}`));
-      this.waiting.clear();
-    });
-  }
+  private constructor(private readonly child: JsonLinesChild) {}
 
   /** Starts the harness process (klog verbosity 5: kubelet's GetPreferredAllocation decisions are logged). */
   static spawn(binary: string): KubeletDeviceManager {
-    return new KubeletDeviceManager(spawn(binary, ['-v=5', '-logtostderr'], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    return new KubeletDeviceManager(JsonLinesChild.spawn(binary, 'kubelet device manager'));
   }
 
   /** Everything kubelet logged so far (klog text). */
   get logs(): string {
-    return this.log;
+    return this.child.logs;
   }
 
   call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.proc.stdin!.write(`${JSON.stringify({ id, op, ...args })}\n`);
-    });
+    return this.child.call<T>(op, args);
   }
 
   /** A new ManagerImpl on `dir` (its registration server wipes the directory's sockets, as kubelet does). */
@@ -92,13 +70,8 @@ export class KubeletDeviceManager {
     return this.call('isExtendedResourceName', { names });
   }
 
-  async close(): Promise<void> {
-    if (this.proc.exitCode !== null) return;
-    const exited = new Promise((r) => this.proc.on('exit', r));
-    this.proc.stdin!.end();
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
+  close(): Promise<void> {
+    return this.child.close();
   }
 }
 
