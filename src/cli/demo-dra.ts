@@ -56,7 +56,7 @@ export async function demoDra(out: Out): Promise<void> {
     new Promise<R>((resolve, reject) => c[m]({ claims: cs }, { deadline: Date.now() + 30_000 }, (err, r) => (err ? reject(err) : resolve(r as R))));
   try {
     const ref: Claim = { namespace: 'vms', name: 'vm-gpu', uid: '6a1c0c9e-1f3b-4c1e-9a57-3f2d4e5b6c7d' };
-    out('\n  ResourceClaim vms/vm-gpu, allocated by the scheduler: device gpu-0000-9b-00-0 in pool node-a\n');
+    out('\n  ResourceClaim vms/vm-gpu, with the allocation a scheduler would write (here written by the demo): device gpu-0000-9b-00-0 in pool node-a\n');
     const prepared = await call<NodePrepareResourcesResponse>(client, 'NodePrepareResources', [ref]);
     const d = prepared.claims[ref.uid]!.devices[0]!;
     out(`  NodePrepareResources → ${d.device_name}: CDI ${d.cdi_device_ids.join(', ')}\n`);
