@@ -23,15 +23,10 @@ import { stringify } from 'yaml';
 import { ControlPlane, controlPlaneBinaries } from '../../support/control-plane.js';
 import { startPodResources } from '../../integration/agent/support.js';
 import type { Obj } from './support.js';
-import { Discovery, REPO_ROOT, deployToolsMissing, kustomize, processLogs, startCli, until, type CliProcess } from './support.js';
+import { CLI, Discovery, GPT, H100, NGP, NS, deployToolsMissing, kustomize, processLogs, startCli, until, type CliProcess } from './support.js';
 
 const bins = controlPlaneBinaries();
 const skip = bins.skip ?? deployToolsMissing();
-const CLI = join(REPO_ROOT, 'dist/cli/main.js');
-const NS = 'vfio-handoff';
-const GPT = '/apis/handoff.dev/v1alpha1/gpupassthroughs';
-const NGP = '/apis/handoff.dev/v1alpha1/nodegpupassthroughs';
-const H100 = ['0000:18:00.0', '0000:3b:00.0', '0000:9b:00.0', '0000:bb:00.0'] as const;
 const WINDOW_S = 8;
 const AGENT_BOUND = 30; // connection attempts per window
 const OPERATOR_BOUND = 90;

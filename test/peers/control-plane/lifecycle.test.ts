@@ -17,15 +17,10 @@ import { KUBEVIRT_CRD_WITHOUT_SCHEMA } from '../../support/kubevirt-crd.js';
 import { peerBinary } from '../../support/peers.js';
 import { startPodResources } from '../../integration/agent/support.js';
 import type { Obj } from './support.js';
-import { Discovery, REPO_ROOT, deployToolsMissing, kustomize, processLogs, startCli, until, type CliProcess } from './support.js';
+import { CLI, Discovery, GPT, H100, NGP, NS, deployToolsMissing, kustomize, processLogs, startCli, until, type CliProcess } from './support.js';
 
 const bins = controlPlaneBinaries();
 const skip = bins.skip ?? deployToolsMissing();
-const CLI = join(REPO_ROOT, 'dist/cli/main.js');
-const NS = 'vfio-handoff';
-const GPT = '/apis/handoff.dev/v1alpha1/gpupassthroughs';
-const NGP = '/apis/handoff.dev/v1alpha1/nodegpupassthroughs';
-const H100 = ['0000:18:00.0', '0000:3b:00.0', '0000:9b:00.0', '0000:bb:00.0'] as const;
 
 interface Condition { type: string; status: string; reason?: string }
 interface Policy extends Obj { status?: { conditions?: Condition[]; nodesMatched?: number; nodesReady?: number; gpusReady?: number; gpusFailed?: number; failingNodes?: { node: string }[] } }

@@ -130,3 +130,10 @@ export function startCli(cli: string, name: string, args: readonly string[], env
 export function processLogs(procs: readonly CliProcess[]): string {
   return procs.map((p) => `--- ${p.name} (exit ${p.child.exitCode ?? p.child.signalCode ?? 'running'})\n${p.log.join('').slice(-1500)}`).join('\n');
 }
+
+/** The built CLI, the namespace the deploy/ objects use, the CRDs' collection paths and the H100s of server-aspeed-4xh100. */
+export const CLI = join(REPO_ROOT, 'dist/cli/main.js');
+export const NS = 'vfio-handoff';
+export const GPT = '/apis/handoff.dev/v1alpha1/gpupassthroughs';
+export const NGP = '/apis/handoff.dev/v1alpha1/nodegpupassthroughs';
+export const H100 = ['0000:18:00.0', '0000:3b:00.0', '0000:9b:00.0', '0000:bb:00.0'] as const;
