@@ -48,6 +48,9 @@ describe('allocatedDevices', () => {
     const sub = claim([{ source: 'FromClaim', requests: ['gpu'], opaque: { driver: DRIVER, parameters: cfg(true) } }], [{ request: 'gpu/big', driver: DRIVER, pool: 'n', device: 'gpu-0000-01-00-0' }]);
     expect(allocatedDevices(sub, DRIVER)[0]?.config.allowBootGpu).toBe(true);
   });
+  it.each(['..', '../../etc', 'a/b/c', 'GPU', '', 'gpu/..'])('a request name that is not a DNS label (%j) is refused: it becomes a directory of the metadata files', (request) => {
+    expect(() => allocatedDevices(claim([], [{ request, driver: DRIVER, pool: 'n', device: 'gpu-0000-01-00-0' }]), DRIVER)).toThrow(/not a DNS label/);
+  });
   it('an unallocated claim is an error', () => {
     expect(() => allocatedDevices({ metadata: { name: 'c', namespace: 'ns' } }, DRIVER)).toThrow(/not allocated/);
   });

@@ -113,12 +113,21 @@ export function allocatedDevices(claim: ResourceClaim, driver: string): Allocate
   return (devices.results ?? [])
     .filter((r) => r.driver === driver)
     .map((r) => {
+      // The request name becomes a directory of the metadata files: only what the API allows (a DNS label, or
+      // `<request>/<subrequest>` of two), never `..` from a hand-written claim file.
+      const parts = r.request.split('/');
+      if (parts.length > 2 || !parts.every((p) => DNS_LABEL.test(p))) {
+        throw new InvalidArgumentError(`request name ${JSON.stringify(r.request)} in the claim's allocation is not a DNS label (or <request>/<subrequest>)`);
+      }
       let config: GpuConfig = { allowBootGpu: false };
-      const top = r.request.split('/')[0]!; // a prioritized-list subrequest is `<request>/<subrequest>`
+      const top = parts[0]!; // a prioritized-list subrequest is `<request>/<subrequest>`
       for (const c of configs) if (c.requests.length === 0 || c.requests.includes(r.request) || c.requests.includes(top)) config = c.config;
       return { request: r.request, pool: r.pool, device: r.device, config };
     });
 }
+
+/** RFC 1123 label, at most 63 characters (resource.k8s.io request names). */
+const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 function rank(source: string): number {
   return source === 'FromClass' ? 0 : 1;
