@@ -41,9 +41,20 @@ export function planNode(input: NodePlanInput): NodeActions {
   const release: PciAddress[] = [];
   const statuses: GpuStatus[] = [];
 
-  for (const gpu of snapshot.gpus) {
+  const assessed = snapshot.gpus.map((gpu) => {
     const want = desired.get(gpu.fn.address);
-    const a = assessGpu(snapshot, gpu, { allowBootGpu: want?.allowBootGpu ?? false });
+    return { gpu, want, a: assessGpu(snapshot, gpu, { allowBootGpu: want?.allowBootGpu ?? false }) };
+  });
+  // vfio hands out an IOMMU group whole, so preparing a desired GPU also moves the other GPUs of its group
+  // (two GPUs behind root ports without ACS). Releasing one of those would take the desired GPU back with
+  // it, and the next pass would prepare it again: a GPU that shares a group with a desired, unblocked GPU
+  // stays on vfio-pci until that GPU is given back too.
+  const keptGroups = new Map<number, PciAddress>();
+  for (const { gpu, want, a } of assessed) {
+    if (want && a.verdict !== 'blocked' && gpu.fn.iommuGroup !== undefined && !keptGroups.has(gpu.fn.iommuGroup)) keptGroups.set(gpu.fn.iommuGroup, gpu.fn.address);
+  }
+
+  for (const { gpu, want, a } of assessed) {
     const failure = input.failures?.get(gpu.fn.address);
     let phase: GpuPhase;
     let reason: string | undefined;
@@ -72,7 +83,11 @@ export function planNode(input: NodePlanInput): NodeActions {
       const vfio = onVfio(snapshot, gpu.fn.address);
       if (ours && vfio && !paused) {
         phase = 'Releasing';
-        if (input.inUse === undefined) {
+        const keeper = keptGroups.get(gpu.fn.iommuGroup!);
+        if (keeper !== undefined) {
+          reason = 'SharesIommuGroup';
+          message = `shares IOMMU group ${gpu.fn.iommuGroup} with ${keeper}, which stays on vfio-pci (vfio hands out a group whole); released with it`;
+        } else if (input.inUse === undefined) {
           reason = 'InUseUnknown';
           message = 'kubelet PodResources could not be asked; not releasing a GPU a VM may hold';
         } else if (input.inUse.has(gpu.fn.address)) {
