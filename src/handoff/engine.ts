@@ -76,7 +76,8 @@ export interface ApplyBasis {
 
 /**
  * One GPU's result. Group outcomes (executor.ts) apply to every GPU of the group; besides them:
- * `blocked` — the verdict forbids preparing it now (error code BLOCKED, nothing written);
+ * `blocked` — the verdict forbids preparing it now (error code BLOCKED, nothing written), or a `host`
+ *   intent's group is wanted on VFIO by another intent of the same call (GROUP_WANTED_ON_VFIO, nothing written);
  * `in_use` — a process holds its group's /dev/vfio node, so release left it (IN_USE, nothing written);
  * `not_found` — no GPU at that address on the host (NOT_FOUND).
  */
@@ -241,8 +242,18 @@ export class HandoffEngine {
       if (opts.inUse === 'refuse' && vmmUsers.length > 0) {
         throw new InUseError(`refusing to release: ${vmmUsers.map(userText).join('; ')}`);
       }
+      // vfio hands out a group whole: releasing a group another intent of this run wants on VFIO would undo
+      // that prepare (two GPUs behind root ports without ACS), so such a release is refused.
+      const vfioGroups = new Map<number, PciAddress>();
+      for (const a of toPrepare) if (a.gpu.fn.iommuGroup !== undefined && !vfioGroups.has(a.gpu.fn.iommuGroup)) vfioGroups.set(a.gpu.fn.iommuGroup, a.gpu.fn.address);
       const heldBy = (g: Gpu): DeviceUser[] => vmmUsers.filter((u) => u.address === g.fn.address || (g.fn.iommuGroup !== undefined && functionAt(snapshot, u.address)?.iommuGroup === g.fn.iommuGroup));
       const releasing = host.filter(({ gpu }) => {
+        const keeper = gpu.fn.iommuGroup === undefined ? undefined : vfioGroups.get(gpu.fn.iommuGroup);
+        if (keeper !== undefined) {
+          const message = `refusing to release ${gpu.fn.address}: IOMMU group ${gpu.fn.iommuGroup} also holds ${keeper}, wanted on vfio-pci in the same run (vfio hands out a group whole)`;
+          outcomes.set(gpu.fn.address, { address: gpu.fn.address, want: 'host', outcome: 'blocked', error: { code: 'GROUP_WANTED_ON_VFIO', message } });
+          return false;
+        }
         const held = heldBy(gpu);
         if (held.length === 0) return true;
         outcomes.set(gpu.fn.address, { address: gpu.fn.address, want: 'host', outcome: 'in_use', error: { code: 'IN_USE', message: `refusing to release: ${held.map(userText).join('; ')}` } });
@@ -258,7 +269,10 @@ export class HandoffEngine {
       const releasePreamble = executor.preamble;
 
       for (const o of [...prepareOutcomes, ...releaseOutcomes]) {
-        for (const address of o.gpus) {
+        // A group outcome is every GPU's of the group: its record lists the GPUs it was prepared for, and an
+        // intent for another GPU of the same group (two GPUs behind one switch) shares that outcome.
+        const sameGroup = (o.operation === 'prepare' ? toPrepare : released).filter((a) => a.gpu.fn.iommuGroup === o.group).map((a) => a.gpu.fn.address);
+        for (const address of new Set([...o.gpus, ...sameGroup])) {
           outcomes.set(address, {
             address,
             want: o.operation === 'prepare' ? 'vfio' : 'host',
