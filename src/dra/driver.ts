@@ -5,6 +5,7 @@ import { parsePciAddress, type PciAddress } from '../core/pci-address.js';
 import type { HandoffEngine, HandoffReport } from '../handoff/engine.js';
 import { VFIO_DRIVER } from '../handoff/group.js';
 import type { HostSnapshot } from '../host/model.js';
+import { functionAt } from '../host/lookup.js';
 import { notReady } from '../host/readiness.js';
 import type { Claim, NodePrepareResourceResponse, NodeUnprepareResourceResponse, PreparedDevice } from './api.js';
 import { allocatedDevices, type ClaimSource } from './claim.js';
@@ -150,9 +151,20 @@ export class DraDriver {
       return { alloc: d, gpu };
     });
     // A GPU another prepared claim holds is not handed over again (the scheduler should never allocate it twice).
-    for (const { alloc } of gpus) {
+    // Nor is a GPU of the same IOMMU group as one (two GPUs behind root ports without ACS): vfio hands a
+    // group to one VM, so the second VM could not open it, and that claim's unprepare would give back the
+    // group under the first VM's GPU. The scheduler cannot see groups (each GPU is its own device).
+    for (const { alloc, gpu } of gpus) {
       for (const other of checkpoint.values()) {
         if (other.devices.some((d) => d.device === alloc.device)) throw new BlockedError(`device ${alloc.device} is prepared for ResourceClaim ${other.namespace}/${other.name} (${other.uid})`, []);
+        const group = gpu.fn.iommuGroup;
+        const mate = group === undefined ? undefined : other.devices.find((d) => functionAt(snapshot, parsePciAddress(d.address))?.iommuGroup === group);
+        if (mate) {
+          throw new BlockedError(
+            `device ${alloc.device} shares IOMMU group ${group} with device ${mate.device}, prepared for ResourceClaim ${other.namespace}/${other.name} (${other.uid}): vfio hands a group to one VM only`,
+            [],
+          );
+        }
       }
     }
     const boot = gpus.filter((g) => g.gpu.isBootGpu);
@@ -230,12 +242,19 @@ export class DraDriver {
     const entry = checkpoint.get(ref.uid);
     if (!entry) return { devices: [], error: '', noop: true }; // never prepared, or already unprepared
     const others = [...checkpoint.values()].filter((c) => c.uid !== ref.uid);
-    const stillHeld = new Set(others.flatMap((c) => c.devices.map((d) => d.address)));
     const snapshot = await deps.engine.discover();
+    const groupOf = (address: string) => functionAt(snapshot, parsePciAddress(address))?.iommuGroup;
+    const stillHeld = new Set(others.flatMap((c) => c.devices.map((d) => d.address)));
+    // Giving back a GPU releases its whole IOMMU group: not while another claim holds a GPU of that group.
+    const heldGroups = new Set(others.flatMap((c) => c.devices.map((d) => groupOf(d.address))).filter((g) => g !== undefined));
     const present = new Set(snapshot.gpus.map((g) => g.fn.address));
+    const keep = (address: string) => {
+      const group = groupOf(address);
+      return stillHeld.has(address) || (group !== undefined && heldGroups.has(group));
+    };
     const back = deps.policy.keepOnVfio
       ? []
-      : [...new Set(entry.devices.filter((d) => d.releaseOnUnprepare && !stillHeld.has(d.address) && present.has(d.address as PciAddress)).map((d) => d.address as PciAddress))];
+      : [...new Set(entry.devices.filter((d) => d.releaseOnUnprepare && !keep(d.address) && present.has(d.address as PciAddress)).map((d) => d.address as PciAddress))];
     if (back.length > 0) {
       // The engine refuses (InUseError) while a VMM holds /dev/vfio/<group>: the claim stays prepared and
       // kubelet retries, so a GPU under a running VM is never unbound.

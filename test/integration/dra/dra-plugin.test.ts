@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -23,6 +23,7 @@ import { HandoffEngine } from '../../../src/handoff/engine.js';
 import { loadBuiltinProfile } from '../../../src/profiles/load.js';
 import { SimulatedKernel } from '../../../src/sysfs/simulated-kernel.js';
 import { MemoryStateStore } from '../../../src/state/journal.js';
+import { twoGpusOneGroup } from '../../../src/testing/host-fixtures.js';
 
 const NODE = 'node-a';
 const cleanups: (() => Promise<void>)[] = [];
@@ -347,5 +348,57 @@ describe('DRA plugin and the boot GPU (workstation: RTX 4090 is the boot GPU, ef
     expect(await driverOf(t.kernel, '0000:01:00.1')).toBe('vfio-pci');
     expect((await t.unprepare([ref('vm-gpu', 'uid-1')])).claims['uid-1']).toEqual({ error: '' });
     expect({ gpu: await driverOf(t.kernel, '0000:01:00.0'), audio: await driverOf(t.kernel, '0000:01:00.1') }).toEqual(before);
+  });
+});
+
+describe('DRA kubelet plugin: two GPUs in one IOMMU group (src/testing/host-fixtures.ts)', () => {
+  const A = 'gpu-0000-01-00-0';
+  const B = 'gpu-0000-02-00-0';
+  const GROUP_1 = ['0000:01:00.0', '0000:01:00.1', '0000:02:00.0', '0000:02:00.1'];
+  async function sharedGroupSetup() {
+    const dir = await mkdtemp(join(tmpdir(), 'dra-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    return setup('', undefined, { dir, kernel: new SimulatedKernel(twoGpusOneGroup()), store: new MemoryStateStore() });
+  }
+
+  it('a claim for the other GPU of a group another claim holds is refused, naming both; nothing is written', async () => {
+    const t = await sharedGroupSetup();
+    t.claims.put(claim('vm-1', 'uid-1', [{ device: A }]));
+    t.claims.put(claim('vm-2', 'uid-2', [{ device: B }]));
+    expect((await t.prepare([ref('vm-1', 'uid-1')])).claims['uid-1']?.error).toBe('');
+    expect(await Promise.all(GROUP_1.map((a) => driverOf(t.kernel, a)))).toEqual(['vfio-pci', 'vfio-pci', 'vfio-pci', 'vfio-pci']);
+    t.kernel.clearWriteLog();
+    const second = await t.prepare([ref('vm-2', 'uid-2')]);
+    expect(second.claims['uid-2']?.error).toBe(
+      `prepare of ResourceClaim vms/vm-2 (uid-2) failed: device ${B} shares IOMMU group 1 with device ${A}, prepared for ResourceClaim vms/vm-1 (uid-1): vfio hands a group to one VM only`,
+    );
+    expect(t.kernel.writeLog).toEqual([]);
+    // Once the first claim is gone the group goes back to its own drivers, and the second claim can have it.
+    expect((await t.unprepare([ref('vm-1', 'uid-1')])).claims['uid-1']).toEqual({ error: '' });
+    expect(await Promise.all(GROUP_1.map((a) => driverOf(t.kernel, a)))).toEqual(['nvidia', 'snd_hda_intel', 'nvidia', 'snd_hda_intel']);
+    expect((await t.prepare([ref('vm-2', 'uid-2')])).claims['uid-2']?.error).toBe('');
+  });
+
+  it('one claim for both GPUs of the group is prepared (one VM gets the whole group)', async () => {
+    const t = await sharedGroupSetup();
+    t.claims.put(claim('vm-both', 'uid-3', [{ request: 'gpu', device: A }, { request: 'gpu', device: B }]));
+    expect((await t.prepare([ref('vm-both', 'uid-3')])).claims['uid-3']?.devices.map((d) => d.device_name)).toEqual([A, B]);
+  });
+
+  it('a checkpoint with two claims in one group (written before this guard): unprepare of one leaves the group on vfio-pci', async () => {
+    const t = await sharedGroupSetup();
+    t.claims.put(claim('vm-1', 'uid-1', [{ device: A }]));
+    await t.prepare([ref('vm-1', 'uid-1')]);
+    const path = join(t.dir, 'state', 'dra-claims.json');
+    const cp = JSON.parse(await readFile(path, 'utf8'));
+    const first = cp.claims['uid-1'];
+    cp.claims['uid-2'] = { ...first, name: 'vm-2', uid: 'uid-2', files: [], devices: [{ ...first.devices[0], device: B, address: '0000:02:00.0', cdiDeviceIds: [`handoff.dev/gpu=${B}`] }] };
+    await writeFile(path, JSON.stringify(cp));
+    t.kernel.clearWriteLog();
+    expect((await t.unprepare([ref('vm-1', 'uid-1')])).claims['uid-1']).toEqual({ error: '' });
+    expect(t.kernel.writeLog).toEqual([]);
+    expect(await driverOf(t.kernel, '0000:01:00.0')).toBe('vfio-pci');
+    expect((await t.unprepare([ref('vm-2', 'uid-2')])).claims['uid-2']).toEqual({ error: '' });
+    expect(await Promise.all(GROUP_1.map((a) => driverOf(t.kernel, a)))).toEqual(['nvidia', 'snd_hda_intel', 'nvidia', 'snd_hda_intel']);
   });
 });
