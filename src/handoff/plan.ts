@@ -136,7 +136,8 @@ export function planRelease(snapshot: HostSnapshot, assessments: readonly Assess
     }
     // Only what prepare took goes back.
     const fns = own.map((m) => m.fn).filter((f) => f.address in recorded.originalDrivers);
-    groups.push({ group, gpus: record.gpus, steps: releaseSteps(group, fns, record), record, before: statesOf(fns) });
+    const others = list[0]!.members.map((m) => m.fn).filter((f) => !fns.includes(f));
+    groups.push({ group, gpus: record.gpus, steps: releaseSteps(group, fns, record, others), record, before: statesOf(fns) });
   }
   return { operation: 'release', preamble: [], groups };
 }
@@ -148,9 +149,11 @@ type CurrentFunction = { readonly address: PciAddress; readonly driver: string |
  * of a failed prepare. Each function goes back to exactly what the record says it had before
  * vfio-handoff first touched it — driver and driver_override — so a function that was already on
  * vfio-pci (another tool bound it) stays there. Functions the record does not know (no record: a group
- * someone else bound) go to their host driver with the override cleared.
+ * someone else bound) go to their host driver with the override cleared. `others` are the group's
+ * functions left as they are (not the record's: a foreign function someone else gave to vfio-pci): one
+ * of them on vfio-pci keeps `/dev/vfio/<group>`, so the release must not wait for the node to go.
  */
-export function releaseSteps(group: number, fns: readonly CurrentFunction[], record: GroupRecord): Step[] {
+export function releaseSteps(group: number, fns: readonly CurrentFunction[], record: GroupRecord, others: readonly CurrentFunction[] = []): Step[] {
   const target: Record<string, FunctionState> = {};
   for (const fn of fns) {
     const driver = record.originalDrivers[fn.address];
@@ -165,7 +168,8 @@ export function releaseSteps(group: number, fns: readonly CurrentFunction[], rec
     }
   }
   const steps = restoreSteps(fns, target);
-  const staysOnVfio = fns.some((f) => (target[f.address] ? target[f.address]!.driver === VFIO_DRIVER : f.driver === VFIO_DRIVER));
+  const staysOnVfio =
+    fns.some((f) => (target[f.address] ? target[f.address]!.driver === VFIO_DRIVER : f.driver === VFIO_DRIVER)) || others.some((f) => keepsVfioNode(f));
   steps.push({
     kind: 'verify-group',
     group,
@@ -177,6 +181,11 @@ export function releaseSteps(group: number, fns: readonly CurrentFunction[], rec
   for (const fb of record.framebuffers) steps.push({ kind: 'bind-framebuffer', device: fb.device, driver: fb.driver });
   for (const vt of record.vtconsoles) steps.push({ kind: 'bind-vtconsole', vtconsole: vt });
   return steps;
+}
+
+/** Whether a function left alone keeps its group's `/dev/vfio/<group>`: it is bound to vfio-pci or will be at its next probe. */
+export function keepsVfioNode(f: CurrentFunction): boolean {
+  return f.driver === VFIO_DRIVER || f.driverOverride === VFIO_DRIVER;
 }
 
 /** Target driver meaning "whatever host driver probes" (used where no exact original is known). */
