@@ -81,24 +81,35 @@ async function checkRun(
     expect(attempted).toEqual([]); // refusals happen before any write
     return;
   }
+  // One injected fault at most, and it fails one write only: whatever fails, the rollback's own writes
+  // succeed, so a rollback that fails, or a run that fails without the fault, is a defect.
+  const prepareWrites = attempted.length;
+  const faultIn = (from: number, to: number): boolean => failAt !== undefined && failAt > from && failAt <= to;
   const outcomes = report.outcomes.map((o) => o.outcome);
-  if (outcomes.includes('rolled_back')) {
-    const rolledBackOk = report.outcomes.every((o) => (o.rollback ?? []).every((s) => s.outcome !== 'failed'));
-    if (rolledBackOk) {
-      const now = pciState(kernel);
-      for (const o of report.outcomes.filter((x) => x.outcome === 'rolled_back')) {
-        const group = o.group;
-        for (const f of before.functions.filter((x) => x.iommuGroup === group)) expect(now[f.address], `rollback of ${f.address}`).toEqual(initial[f.address]);
-      }
+  if (!outcomes.every((o) => o === 'prepared' || o === 'already')) {
+    expect(faultIn(0, prepareWrites), `prepare failed without the injected fault: ${JSON.stringify(report.outcomes)}`).toBe(true);
+    expect(outcomes.every((o) => o === 'rolled_back' || o === 'prepared' || o === 'already'), JSON.stringify(report.outcomes)).toBe(true);
+    const now = pciState(kernel);
+    for (const o of report.outcomes.filter((x) => x.outcome === 'rolled_back')) {
+      for (const f of before.functions.filter((x) => x.iommuGroup === o.group)) expect(now[f.address], `rollback of ${f.address}`).toEqual(initial[f.address]);
     }
     return;
   }
-  if (!outcomes.every((o) => o === 'prepared' || o === 'already')) return;
-  // Release after a successful prepare: exactly the state before prepare, for every function.
-  const released = await sut.release(selection).catch((e: Error) => e);
+  // Release after a successful prepare: exactly the state before prepare, for every function; a release
+  // that the fault fails is rolled back to exactly the state after prepare.
+  const afterPrepare = pciState(kernel);
+  const released = await sut.release(selection);
   checkWrites();
-  if (released instanceof Error || released.outcomes.some((o) => o.outcome !== 'released' && o.outcome !== 'already')) return;
-  expect(pciState(kernel)).toEqual(initial);
+  const rolledBack = released.outcomes.filter((o) => o.outcome === 'rolled_back');
+  // The fault fails one group's release (that group goes back to how prepare left it); every other group is released.
+  expect(rolledBack.length, JSON.stringify(released.outcomes)).toBe(faultIn(prepareWrites, attempted.length) ? 1 : 0);
+  expect(released.outcomes.every((o) => o.outcome === 'released' || o.outcome === 'already' || o.outcome === 'rolled_back'), JSON.stringify(released.outcomes)).toBe(true);
+  const now = pciState(kernel);
+  const backOnVfio = new Set(rolledBack.map((o) => o.group));
+  for (const f of before.functions) {
+    const want = f.iommuGroup !== undefined && backOnVfio.has(f.iommuGroup) ? afterPrepare : initial;
+    expect(now[f.address], `after release: ${f.address}`).toEqual(want[f.address]);
+  }
 }
 
 const builtins = (await listBuiltinProfiles()).filter((n) => n !== 'bench-16gpu');
