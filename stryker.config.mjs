@@ -4,7 +4,8 @@
  * has its own score, threshold and incremental file (STRYKER_AREA selects it; the npm script runs all):
  *   handoff       readiness and verdicts, planning, selection
  *   executor      the executor's recovery/rollback decisions
- *   deviceplugin  Allocate and preferred allocation, device sets and resource names
+ *   deviceplugin  Allocate and preferred allocation, device sets and resource names (with the device source's
+ *                 allocation, health and revalidation in src/devices)
  *   operator      policy merge and status, the KubeVirt plan
  *   core          PCI address parsing, the agent's node plan
  * Incremental: test/mutation/<area>.incremental.json (committed) holds the last results, so a run re-tests
@@ -14,7 +15,16 @@ export const AREAS = {
   handoff: ['src/handoff/verdict.ts', 'src/handoff/group.ts', 'src/handoff/plan.ts', 'src/handoff/select.ts'],
   // Its own run: its mutants (loop bounds, retries) are the ones that time out, and each costs a timeout.
   executor: ['src/handoff/executor.ts'],
-  deviceplugin: ['src/deviceplugin/allocate.ts', 'src/deviceplugin/preferred.ts', 'src/deviceplugin/devices.ts', 'src/deviceplugin/resources.ts'],
+  // The device source (src/devices) holds what Allocate and the device sets decide since both front ends share it.
+  deviceplugin: [
+    'src/deviceplugin/allocate.ts',
+    'src/deviceplugin/preferred.ts',
+    'src/deviceplugin/devices.ts',
+    'src/deviceplugin/resources.ts',
+    'src/devices/allocation.ts',
+    'src/devices/health.ts',
+    'src/devices/revalidate.ts',
+  ],
   operator: ['src/operator/merge.ts', 'src/operator/status.ts', 'src/operator/kubevirt.ts'],
   core: ['src/core/pci-address.ts', 'src/agent/node-plan.ts'],
 };
