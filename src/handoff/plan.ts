@@ -91,7 +91,10 @@ export function planPrepare(snapshot: HostSnapshot, assessments: readonly Assess
     }
     const nodeMissing = !snapshot.vfioGroupNodes.includes(group);
     if (changes || nodeMissing) {
-      steps.push({ kind: 'verify-group', group, expect: 'vfio', members: eps.map((m) => m.fn.address) });
+      // The card functions must end on vfio-pci; a foreign member is checked only when its owner put it there
+      // (a driverless one keeps the group viable and is never ours to bind).
+      const verified = eps.filter((m) => m.role !== 'foreign' || m.fn.driver === VFIO_DRIVER);
+      steps.push({ kind: 'verify-group', group, expect: 'vfio', members: verified.map((m) => m.fn.address) });
     }
     groups.push({
       group,

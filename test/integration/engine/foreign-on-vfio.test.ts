@@ -52,4 +52,18 @@ describe('a foreign function of the group left on vfio-pci by its owner', () => 
     expect([await driverOf(GPU), await driverOf('0000:01:00.1'), await driverOf(USB)]).toEqual(['nvidia', 'snd_hda_intel', 'vfio-pci']);
     expect(await kernel.exists('dev/vfio/1')).toBe(true);
   });
+
+  it('a driverless foreign function does not fail the final check of a prepare: only the card functions must end on vfio-pci', async () => {
+    // Found by the random-host property: the GPU already on vfio-pci, its audio function and the USB controller unbound.
+    const kernel = new SimulatedKernel(await loadBuiltinProfile('foreign-usb-in-group'));
+    await kernel.loadModule('vfio-pci');
+    kernel.setDriverBinding(GPU, 'vfio-pci');
+    kernel.setDriverBinding('0000:01:00.1', undefined);
+    kernel.setDriverBinding(USB, undefined);
+    const driverOf = async (a: string) => (await kernel.readLink(`sys/bus/pci/devices/${a}/driver`))?.split('/').pop();
+    const engine = new HandoffEngine({ host: kernel, store: new MemoryStateStore(), clock: realClock, logger: silentLogger, verifyTimeoutMs: 300, writeTimeoutMs: 300 });
+    const report = await engine.apply([{ address: GPU as never, want: 'vfio' }]);
+    expect(report.gpus.map((g) => g.outcome)).toEqual(['prepared']);
+    expect([await driverOf(GPU), await driverOf('0000:01:00.1'), await driverOf(USB)]).toEqual(['vfio-pci', 'vfio-pci', undefined]);
+  });
 });
