@@ -125,7 +125,7 @@ const SOCKET_PREFIX = 'vfio-handoff-';
  * in `MAX_SOCKET_PATH_BYTES`, else `vfio-handoff-<as many characters as fit>-<8 hex digits of FNV-1a over
  * the full name>.sock` (unique per name, still findable in a listing). So every valid resource name (up
  * to 317 characters) gets a socket kubelet can dial, in any plugin directory up to 80 bytes long
- * (microk8s: 57). The name depends on the directory, so callers pass the one they serve in.
+ * (microk8s: 56). The name depends on the directory, so callers pass the one they serve in.
  */
 export function socketFileName(resourceName: string, pluginDir = '/var/lib/kubelet/device-plugins'): string {
   const budget = MAX_SOCKET_PATH_BYTES - Buffer.byteLength(pluginDir.replace(/\/+$/, '')) - 1;

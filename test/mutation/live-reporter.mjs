@@ -18,7 +18,7 @@ class LiveReporter {
   onMutantTested(m) {
     this.counts[m.status] = (this.counts[m.status] ?? 0) + 1;
     if (m.status === 'Killed' || m.status === 'Ignored') return;
-    const at = `${m.fileName.replace(process.cwd() + '/', '')}:${m.location.start.line}:${m.location.start.column + 1}`;
+    const at = `${m.fileName.replace(process.cwd() + '/', '')}:${m.location.start.line}:${m.location.start.column}`;
     appendFileSync(this.file, `${m.status}\t${at}\t${m.mutatorName}\t${JSON.stringify(m.replacement ?? '')}\n`);
   }
   onAllMutantsTested() {
