@@ -232,6 +232,12 @@ describe(nodeIntents.name, () => {
         { address: '0000:3b:00.0', want: 'host' },
       ],
     },
+    {
+      name: 'a boot GPU backing off is left out like any other',
+      actions: actions(['0000:02:00.0'], ['0000:9b:00.0'], []),
+      backingOff: ['0000:02:00.0'],
+      intents: [{ address: '0000:9b:00.0', want: 'vfio', allowBootGpu: false }],
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {
