@@ -118,6 +118,18 @@ describe('kernel-specific framebuffer warnings', () => {
     expect(codes(host([fb({ owner: { address: ASPEED, bar: 0 } })], [], linux61), gpuAt(ASPEED))).toContain('FRAMEBUFFER_NOT_RESTORABLE');
   });
 
+  it('FRAMEBUFFER_NOT_RESTORABLE only where vfio-pci removes framebuffers (6.0 on): not on 5.15', () => {
+    const linux515 = { kernel: { release: '5.15.0-126-generic', major: 5, minor: 15 } };
+    expect(codes(host([fb({ owner: { address: ASPEED, bar: 0 } })], [], linux515), gpuAt(ASPEED))).not.toContain('FRAMEBUFFER_NOT_RESTORABLE');
+  });
+
+  it('BOOT_GPU_NOT_PERMITTED names every framebuffer in the boot GPU, comma-separated', () => {
+    const a = assessGpu(host([]), gpuAt(ASPEED, ['efi-framebuffer.0', 'simple-framebuffer.0']), { allowBootGpu: false });
+    expect(a.reasons.find((r) => r.code === 'BOOT_GPU_NOT_PERMITTED')?.message).toBe(
+      '0000:02:00.0 is the boot GPU (firmware console on efi-framebuffer.0, simple-framebuffer.0); pass --allow-boot-gpu to take it',
+    );
+  });
+
   it('BOOT_GPU_NOT_PERMITTED for a boot GPU with no framebuffer in it says only "firmware console"', () => {
     const a = assessGpu(host([]), gpuAt(ASPEED), { allowBootGpu: false });
     expect(a.reasons.find((r) => r.code === 'BOOT_GPU_NOT_PERMITTED')?.message).toBe('0000:02:00.0 is the boot GPU (firmware console); pass --allow-boot-gpu to take it');
