@@ -7,7 +7,7 @@ import type { HandoffRecorder } from '../metrics/recorders.js';
 import type { HostPort } from '../sysfs/port.js';
 import type { Journal, JournalGroup, StateStore } from '../state/journal.js';
 import { functionIndex, VFIO_DRIVER } from './group.js';
-import { keepsVfioNode, releaseSteps, reprepareSteps, restoreSteps, type GroupRecord, type Plan } from './plan.js';
+import { othersKeepVfioNode, releaseSteps, reprepareSteps, restoreSteps, type GroupRecord, type Plan } from './plan.js';
 import { StepRunner } from './step-runner.js';
 import { describeStep, stepTarget, type Step } from './steps.js';
 
@@ -256,12 +256,8 @@ export class HandoffExecutor {
     const idx = functionIndex(snapshot);
     const known = g.before ? Object.keys(g.before) : Object.keys(g.record.originalDrivers);
     const fns = known.map((a) => idx.get(a as PciAddress)).filter((f): f is NonNullable<typeof f> => f !== undefined);
-    // The group's other functions (a foreign one someone else gave to vfio-pci keeps /dev/vfio/<group>).
-    const others = (snapshot.groups.find((x) => x.id === g.group)?.members ?? [])
-      .filter((a) => !known.includes(a))
-      .map((a) => idx.get(a))
-      .filter((f): f is NonNullable<typeof f> => f !== undefined);
-    const steps = rollbackSteps(operation, g, fns, others);
+    // The group's other functions: a foreign one its owner gave to vfio-pci keeps /dev/vfio/<group>.
+    const steps = rollbackSteps(operation, g, fns, othersKeepVfioNode(snapshot, g.group, new Set(known)));
     const out: StepOutcome[] = [];
     for (const step of steps) out.push(await this.runStep(step, undefined, g.group, true));
     if (operation === 'prepare' && out.every((s) => s.outcome !== 'failed')) await this.dropRecordIfOnlyThisRun(g.record);
@@ -387,8 +383,8 @@ export class HandoffExecutor {
  * so neither a prepare nor a release rollback changes anything that was there before the run.
  * Journals written without `before` fall back to the record (prepare) or back to vfio-pci (release).
  */
-function rollbackSteps(operation: 'prepare' | 'release', g: JournalGroup, fns: readonly PciFunction[], others: readonly PciFunction[]): Step[] {
-  if (!g.before) return operation === 'prepare' ? releaseSteps(g.group, fns, g.record, others) : reprepareSteps(g.group, fns);
+function rollbackSteps(operation: 'prepare' | 'release', g: JournalGroup, fns: readonly PciFunction[], othersKeepNode: boolean): Step[] {
+  if (!g.before) return operation === 'prepare' ? releaseSteps(g.group, fns, g.record, othersKeepNode) : reprepareSteps(g.group, fns);
   const before = g.before;
   const steps = restoreSteps(fns, before);
   const onVfio = fns.filter((f) => before[f.address]?.driver === VFIO_DRIVER).map((f) => f.address);
@@ -396,7 +392,7 @@ function rollbackSteps(operation: 'prepare' | 'release', g: JournalGroup, fns: r
   if (operation === 'release' && onVfio.length > 0) {
     steps.push({ kind: 'verify-group', group: g.group, expect: 'vfio', members: onVfio });
   } else {
-    const nodeStays = onVfio.length > 0 || others.some(keepsVfioNode);
+    const nodeStays = onVfio.length > 0 || othersKeepNode;
     steps.push({ kind: 'verify-group', group: g.group, expect: 'host', members: offVfio, ...(nodeStays ? { nodeGone: false as const } : {}) });
   }
   if (operation === 'prepare') {

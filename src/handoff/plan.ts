@@ -1,5 +1,6 @@
 import type { PciAddress } from '../core/pci-address.js';
 import { vfioIommuBackendAvailable, type Framebuffer, type Gpu, type HostSnapshot } from '../host/model.js';
+import { functionAt } from '../host/lookup.js';
 import { VFIO_IOMMU_TYPE1 } from '../sysfs/paths.js';
 import { cardMembers, endpoints, VFIO_DRIVER } from './group.js';
 import type { Step } from './steps.js';
@@ -139,8 +140,8 @@ export function planRelease(snapshot: HostSnapshot, assessments: readonly Assess
     }
     // Only what prepare took goes back.
     const fns = own.map((m) => m.fn).filter((f) => f.address in recorded.originalDrivers);
-    const others = list[0]!.members.map((m) => m.fn).filter((f) => !fns.includes(f));
-    groups.push({ group, gpus: record.gpus, steps: releaseSteps(group, fns, record, others), record, before: statesOf(fns) });
+    const othersKeepNode = othersKeepVfioNode(snapshot, group, new Set(fns.map((f) => f.address)));
+    groups.push({ group, gpus: record.gpus, steps: releaseSteps(group, fns, record, othersKeepNode), record, before: statesOf(fns) });
   }
   return { operation: 'release', preamble: [], groups };
 }
@@ -152,11 +153,11 @@ type CurrentFunction = { readonly address: PciAddress; readonly driver: string |
  * of a failed prepare. Each function goes back to exactly what the record says it had before
  * vfio-handoff first touched it — driver and driver_override — so a function that was already on
  * vfio-pci (another tool bound it) stays there. Functions the record does not know (no record: a group
- * someone else bound) go to their host driver with the override cleared. `others` are the group's
- * functions left as they are (not the record's: a foreign function someone else gave to vfio-pci): one
- * of them on vfio-pci keeps `/dev/vfio/<group>`, so the release must not wait for the node to go.
+ * someone else bound) go to their host driver with the override cleared. `othersKeepNode`: another
+ * function of the group, left as it is, keeps `/dev/vfio/<group>` (see othersKeepVfioNode), so the
+ * release must not wait for the node to go.
  */
-export function releaseSteps(group: number, fns: readonly CurrentFunction[], record: GroupRecord, others: readonly CurrentFunction[] = []): Step[] {
+export function releaseSteps(group: number, fns: readonly CurrentFunction[], record: GroupRecord, othersKeepNode = false): Step[] {
   const target: Record<string, FunctionState> = {};
   for (const fn of fns) {
     const driver = record.originalDrivers[fn.address];
@@ -172,7 +173,7 @@ export function releaseSteps(group: number, fns: readonly CurrentFunction[], rec
   }
   const steps = restoreSteps(fns, target);
   const staysOnVfio =
-    fns.some((f) => (target[f.address] ? target[f.address]!.driver === VFIO_DRIVER : f.driver === VFIO_DRIVER)) || others.some((f) => keepsVfioNode(f));
+    fns.some((f) => (target[f.address] ? target[f.address]!.driver === VFIO_DRIVER : f.driver === VFIO_DRIVER)) || othersKeepNode;
   steps.push({
     kind: 'verify-group',
     group,
@@ -186,9 +187,18 @@ export function releaseSteps(group: number, fns: readonly CurrentFunction[], rec
   return steps;
 }
 
-/** Whether a function left alone keeps its group's `/dev/vfio/<group>`: it is bound to vfio-pci or will be at its next probe. */
-export function keepsVfioNode(f: CurrentFunction): boolean {
-  return f.driver === VFIO_DRIVER || f.driverOverride === VFIO_DRIVER;
+/**
+ * Whether a function of `group` other than `ours` keeps `/dev/vfio/<group>` after ours leave vfio-pci:
+ * one bound to vfio-pci (or overridden to it, so its next probe binds it there) — a foreign function its
+ * owner gave to vfio-pci — or one listed in the group that cannot be read, which may be either.
+ */
+export function othersKeepVfioNode(snapshot: HostSnapshot, group: number, ours: ReadonlySet<string>): boolean {
+  const listed = snapshot.groups.find((g) => g.id === group)?.members ?? [];
+  return listed.some((a) => {
+    if (ours.has(a)) return false;
+    const f = functionAt(snapshot, a);
+    return f === undefined || f.driver === VFIO_DRIVER || f.driverOverride === VFIO_DRIVER;
+  });
 }
 
 /** Target driver meaning "whatever host driver probes" (used where no exact original is known). */
