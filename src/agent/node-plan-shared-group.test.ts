@@ -54,6 +54,13 @@ describe('planNode: two GPUs in one IOMMU group', () => {
     });
   });
 
+  it('a pod holding the other GPU is named first: Releasing/InUse, not SharesIommuGroup', async () => {
+    const host = await afterPrepareOfA();
+    const out = planNode({ ...host, spec: { gpus: [{ address: A, policy: 'p' }] }, inUse: new Set([B]), holders: new Map([[B, 'vms/win11']]), previous: undefined, now: NOW });
+    expect(out.release).toEqual([]);
+    expect(out.statuses.find((s) => s.address === B)).toMatchObject({ phase: 'Releasing', reason: 'InUse', message: 'in use by pod vms/win11; released when the pod ends' });
+  });
+
   it('the guard holds while the wanted GPU is still being prepared (a retry after a failure included)', async () => {
     const host = await afterPrepareOfA();
     const failures = new Map([[A, { reason: 'StepFailed', message: 'probe timed out' }]]);

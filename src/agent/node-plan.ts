@@ -84,16 +84,17 @@ export function planNode(input: NodePlanInput): NodeActions {
       if (ours && vfio && !paused) {
         phase = 'Releasing';
         const keeper = keptGroups.get(gpu.fn.iommuGroup!);
-        if (keeper !== undefined) {
-          reason = 'SharesIommuGroup';
-          message = `shares IOMMU group ${gpu.fn.iommuGroup} with ${keeper}, which stays on vfio-pci (vfio hands out a group whole); released with it`;
-        } else if (input.inUse === undefined) {
+        if (input.inUse === undefined) {
           reason = 'InUseUnknown';
           message = 'kubelet PodResources could not be asked; not releasing a GPU a VM may hold';
         } else if (input.inUse.has(gpu.fn.address)) {
           reason = 'InUse';
           const pod = input.holders?.get(gpu.fn.address);
           message = pod ? `in use by pod ${pod}; released when the pod ends` : `a pod holds ${gpu.fn.address}; it is released when the pod ends`;
+        } else if (keeper !== undefined) {
+          // Checked after the pod: a GPU a pod holds says so, whatever else keeps it.
+          reason = 'SharesIommuGroup';
+          message = `shares IOMMU group ${gpu.fn.iommuGroup} with ${keeper}, which stays on vfio-pci (vfio hands out a group whole); released with it`;
         } else {
           release.push(gpu.fn.address);
         }

@@ -109,6 +109,7 @@ describe('planPrepare preamble', () => {
     vfioPci: { loaded: true, loadable: true },
     vfioIommuType1: { loaded: false },
     iommufd: false,
+    gpus: [],
     framebuffers: [],
     vtconsoles: [],
     vfioGroupNodes: [4],
@@ -136,7 +137,7 @@ describe('planPrepare preamble', () => {
 
 describe('planPrepare group order', () => {
   it('groups are planned in group-number order, whatever order the GPUs were assessed in', () => {
-    const snapshot = { vfioPci: { loaded: true, loadable: true }, vfioIommuType1: { loaded: true }, iommufd: false, framebuffers: [], vtconsoles: [], vfioGroupNodes: [] } as unknown as HostSnapshot;
+    const snapshot = { vfioPci: { loaded: true, loadable: true }, vfioIommuType1: { loaded: true }, iommufd: false, gpus: [], framebuffers: [], vtconsoles: [], vfioGroupNodes: [] } as unknown as HostSnapshot;
     const assessed = (address: PciAddress, group: number) => {
       const f = { address, driver: 'nvidia', driverOverride: undefined, iommuGroup: group };
       return { gpu: { fn: f, framebuffers: [] }, verdict: 'preparable', members: [{ fn: f, role: 'gpu' }], reasons: [], warnings: [] } as unknown as Assessment;
@@ -158,6 +159,7 @@ describe('planPrepare: the framebuffer console', () => {
       vfioPci: { loaded: true, loadable: true },
       vfioIommuType1: { loaded: true },
       iommufd: false,
+      gpus: [],
       framebuffers: [{ device: 'efi-framebuffer.0', driver: 'efi-framebuffer', owner: { address: A } }],
       vtconsoles,
       vfioGroupNodes: [],
@@ -201,7 +203,7 @@ describe('statesOf', () => {
 
 describe('planPrepare: framebuffers of the group', () => {
   const snapshotWith = (framebuffers: object[]) =>
-    ({ vfioPci: { loaded: true, loadable: true }, vfioIommuType1: { loaded: true }, iommufd: false, framebuffers, vtconsoles: [], vfioGroupNodes: [] }) as unknown as HostSnapshot;
+    ({ vfioPci: { loaded: true, loadable: true }, vfioIommuType1: { loaded: true }, iommufd: false, gpus: [], framebuffers, vtconsoles: [], vfioGroupNodes: [] }) as unknown as HostSnapshot;
   const gpuA = { address: A, driver: undefined, driverOverride: undefined, iommuGroup: 2 };
   const gpuB = { address: B, driver: undefined, driverOverride: undefined, iommuGroup: 2 };
   const members = [{ fn: gpuA, role: 'gpu' }, { fn: gpuB, role: 'gpu' }];

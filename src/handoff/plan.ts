@@ -1,6 +1,7 @@
 import type { PciAddress } from '../core/pci-address.js';
 import { vfioIommuBackendAvailable, type Framebuffer, type Gpu, type HostSnapshot } from '../host/model.js';
 import { functionAt } from '../host/lookup.js';
+import { isVfioDriver } from '../host/vendor.js';
 import { VFIO_IOMMU_TYPE1 } from '../sysfs/paths.js';
 import { cardMembers, endpoints, VFIO_DRIVER } from './group.js';
 import type { Step } from './steps.js';
@@ -76,7 +77,10 @@ export function planPrepare(snapshot: HostSnapshot, assessments: readonly Assess
     // on vfio-pci) is verified but never touched.
     const own = cardMembers(first.members);
     const gpus = list.map((a) => a.gpu);
-    const owned = ownedFramebuffers(snapshot, gpus);
+    // Every GPU of the group goes to vfio-pci, so the framebuffers of each (a boot GPU sharing the group
+    // with the one asked for, allowed by the verdict only with --allow-boot-gpu) are released first.
+    const mates = snapshot.gpus.filter((g) => g.fn.iommuGroup === group && !gpus.some((x) => x.fn.address === g.fn.address));
+    const owned = ownedFramebuffers(snapshot, [...gpus, ...mates]);
     const fbconsoles = owned.length > 0 ? snapshot.vtconsoles.filter((v) => v.kind === 'fbcon' && v.bound).map((v) => v.name) : [];
     const steps: Step[] = [];
     for (const vt of fbconsoles) steps.push({ kind: 'unbind-vtconsole', vtconsole: vt });
@@ -140,8 +144,18 @@ export function planRelease(snapshot: HostSnapshot, assessments: readonly Assess
     }
     // Only what prepare took goes back.
     const fns = own.map((m) => m.fn).filter((f) => f.address in recorded.originalDrivers);
-    const othersKeepNode = othersKeepVfioNode(snapshot, group, new Set(fns.map((f) => f.address)));
-    groups.push({ group, gpus: record.gpus, steps: releaseSteps(group, fns, record, othersKeepNode), record, before: statesOf(fns) });
+    const recordedAddresses = Object.keys(recorded.originalDrivers);
+    const othersKeepNode = othersKeepVfioNode(snapshot, group, new Set(recordedAddresses));
+    const steps = releaseSteps(group, fns, record, othersKeepNode);
+    // A recorded function still listed in the group but unreadable now cannot be planned for; the final
+    // check must still see it off vfio-pci, or the release fails (and is rolled back, the record kept)
+    // rather than report a half-bound group as released.
+    const listed = snapshot.groups.find((g) => g.id === group)?.members ?? [];
+    const unreadable = recordedAddresses.filter((a) => listed.includes(a as PciAddress) && !fns.some((f) => f.address === a)) as PciAddress[];
+    const verify = steps.findIndex((st) => st.kind === 'verify-group');
+    const check = steps[verify];
+    if (unreadable.length > 0 && check?.kind === 'verify-group') steps[verify] = { ...check, members: [...check.members, ...unreadable] };
+    groups.push({ group, gpus: record.gpus, steps, record, before: statesOf(fns) });
   }
   return { operation: 'release', preamble: [], groups };
 }
@@ -189,7 +203,7 @@ export function releaseSteps(group: number, fns: readonly CurrentFunction[], rec
 
 /**
  * Whether a function of `group` other than `ours` keeps `/dev/vfio/<group>` after ours leave vfio-pci:
- * one bound to vfio-pci (or overridden to it, so its next probe binds it there) — a foreign function its
+ * one bound to vfio-pci or a vfio-pci variant driver (or overridden to one, so its next probe binds it there) — a foreign function its
  * owner gave to vfio-pci — or one listed in the group that cannot be read, which may be either.
  */
 export function othersKeepVfioNode(snapshot: HostSnapshot, group: number, ours: ReadonlySet<string>): boolean {
@@ -197,7 +211,7 @@ export function othersKeepVfioNode(snapshot: HostSnapshot, group: number, ours: 
   return listed.some((a) => {
     if (ours.has(a)) return false;
     const f = functionAt(snapshot, a);
-    return f === undefined || f.driver === VFIO_DRIVER || f.driverOverride === VFIO_DRIVER;
+    return f === undefined || isVfioDriver(f.driver) || isVfioDriver(f.driverOverride);
   });
 }
 

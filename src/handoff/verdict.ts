@@ -91,6 +91,14 @@ export function assessGpu(snapshot: HostSnapshot, gpu: Gpu, opts: AssessOptions)
       message: `${gpu.fn.address} is the boot GPU (firmware console${gpu.framebuffers.length ? ` on ${gpu.framebuffers.join(', ')}` : ''}); pass --allow-boot-gpu to take it`,
     });
   }
+  // vfio hands out the group whole: a boot GPU among the group's other GPUs goes to vfio-pci with this one.
+  const bootMates = group === undefined ? [] : snapshot.gpus.filter((g) => g.fn.iommuGroup === group && g.fn.address !== gpu.fn.address && g.isBootGpu);
+  if (bootMates.length > 0 && !opts.allowBootGpu) {
+    reasons.push({
+      code: 'BOOT_GPU_NOT_PERMITTED',
+      message: `${gpu.fn.address} shares IOMMU group ${group} with the boot GPU ${bootMates.map((g) => g.fn.address).join(', ')}, which goes to vfio-pci with it (its firmware console goes dark); pass --allow-boot-gpu to take both`,
+    });
+  }
   if (!snapshot.vfioPci.loaded && !snapshot.vfioPci.loadable) {
     reasons.push({ code: 'VFIO_PCI_MISSING', message: 'the vfio-pci driver is neither loaded nor available as a module for this kernel' });
   }
@@ -123,12 +131,15 @@ export function assessGpu(snapshot: HostSnapshot, gpu: Gpu, opts: AssessOptions)
     });
   }
 
-  if (gpu.isBootGpu && opts.allowBootGpu) {
-    warnings.push({ code: 'BOOT_GPU', message: `${gpu.fn.address} is the boot GPU; the host loses its console on it` });
+  if (opts.allowBootGpu) {
+    for (const g of [gpu, ...bootMates].filter((x) => x.isBootGpu)) {
+      warnings.push({ code: 'BOOT_GPU', message: `${g.fn.address} is the boot GPU; the host loses its console on it` });
+    }
   }
   const boundFbs = snapshot.framebuffers.filter((fb) => fb.driver !== undefined);
   const fbconBound = snapshot.vtconsoles.some((v) => v.kind === 'fbcon' && v.bound);
-  const owned = boundFbs.filter((fb) => fb.owner?.address === gpu.fn.address || gpu.framebuffers.includes(fb.device));
+  // Prepare releases the framebuffers of every GPU of the group (src/handoff/plan.ts), a boot mate's too.
+  const owned = boundFbs.filter((fb) => [gpu, ...bootMates].some((g) => fb.owner?.address === g.fn.address || g.framebuffers.includes(fb.device)));
   if (owned.length > 0) {
     warnings.push({
       code: 'CONSOLE_WILL_GO_DARK',

@@ -15,6 +15,9 @@ import { policyMatchesNode, selectGpus } from './select.js';
  * garbage-collected with it.
  */
 
+/** The agent's reason for a GPU kept on vfio-pci by a wanted GPU of the same IOMMU group (src/agent/node-plan.ts). */
+const SHARES_IOMMU_GROUP = 'SharesIommuGroup';
+
 export interface PendingRelease {
   readonly node: string;
   readonly address: string;
@@ -72,6 +75,10 @@ export function pendingReleases(
       if (behind && gs !== undefined && gs.phase !== 'Host') {
         // The status predates our spec change: "Ready" there says nothing about the release.
         pending.push({ node: node.metadata.name, address, state: 'AgentBehind' });
+      } else if (gs !== undefined && gs.phase === 'Releasing' && gs.reason === SHARES_IOMMU_GROUP) {
+        // Withdrawn and no longer this policy's: it stays on vfio-pci only because another policy wants a GPU
+        // of its IOMMU group (vfio hands out a group whole), so it must not hold this policy's deletion.
+        continue;
       } else if (gs !== undefined && gs.phase !== 'Host') {
         pending.push({
           node: node.metadata.name,
