@@ -146,15 +146,12 @@ export function planRelease(snapshot: HostSnapshot, assessments: readonly Assess
     const fns = own.map((m) => m.fn).filter((f) => f.address in recorded.originalDrivers);
     const recordedAddresses = Object.keys(recorded.originalDrivers);
     const othersKeepNode = othersKeepVfioNode(snapshot, group, new Set(recordedAddresses));
-    const steps = releaseSteps(group, fns, record, othersKeepNode);
     // A recorded function still listed in the group but unreadable now cannot be planned for; the final
     // check must still see it off vfio-pci, or the release fails (and is rolled back, the record kept)
     // rather than report a half-bound group as released.
-    const listed = snapshot.groups.find((g) => g.id === group)?.members ?? [];
-    const unreadable = recordedAddresses.filter((a) => listed.includes(a as PciAddress) && !fns.some((f) => f.address === a)) as PciAddress[];
-    const verify = steps.findIndex((st) => st.kind === 'verify-group');
-    const check = steps[verify];
-    if (unreadable.length > 0 && check?.kind === 'verify-group') steps[verify] = { ...check, members: [...check.members, ...unreadable] };
+    const listed = new Set<string>(snapshot.groups.find((g) => g.id === group)?.members);
+    const unreadable = recordedAddresses.filter((a) => listed.has(a) && !fns.some((f) => f.address === a)) as PciAddress[];
+    const steps = releaseSteps(group, fns, record, othersKeepNode, unreadable);
     groups.push({ group, gpus: record.gpus, steps, record, before: statesOf(fns) });
   }
   return { operation: 'release', preamble: [], groups };
@@ -169,9 +166,10 @@ type CurrentFunction = { readonly address: PciAddress; readonly driver: string |
  * vfio-pci (another tool bound it) stays there. Functions the record does not know (no record: a group
  * someone else bound) go to their host driver with the override cleared. `othersKeepNode`: another
  * function of the group, left as it is, keeps `/dev/vfio/<group>` (see othersKeepVfioNode), so the
- * release must not wait for the node to go.
+ * release must not wait for the node to go. `alsoVerify`: functions the final check must also see off
+ * vfio-pci though no step can be planned for them (a recorded function that cannot be read now).
  */
-export function releaseSteps(group: number, fns: readonly CurrentFunction[], record: GroupRecord, othersKeepNode = false): Step[] {
+export function releaseSteps(group: number, fns: readonly CurrentFunction[], record: GroupRecord, othersKeepNode = false, alsoVerify: readonly PciAddress[] = []): Step[] {
   const target: Record<string, FunctionState> = {};
   for (const fn of fns) {
     const driver = record.originalDrivers[fn.address];
@@ -192,7 +190,7 @@ export function releaseSteps(group: number, fns: readonly CurrentFunction[], rec
     kind: 'verify-group',
     group,
     expect: 'host',
-    members: fns.filter((f) => target[f.address] !== undefined && target[f.address]!.driver !== VFIO_DRIVER).map((f) => f.address),
+    members: [...fns.filter((f) => target[f.address] !== undefined && target[f.address]!.driver !== VFIO_DRIVER).map((f) => f.address), ...alsoVerify],
     // Someone else's function still on vfio-pci keeps /dev/vfio/<group>; only ours must have left.
     ...(staysOnVfio ? { nodeGone: false } : {}),
   });

@@ -30,4 +30,19 @@ describe('release with a recorded function that cannot be read', () => {
     expect([await driverOf(GPU), await driverOf(AUDIO)]).toEqual(['vfio-pci', 'vfio-pci']);
     expect([...(await engine.records()).keys()]).toEqual([1]);
   });
+
+  it('also when a foreign function on vfio-pci keeps /dev/vfio/N, so the node check cannot tell (foreign-usb-in-group)', async () => {
+    const kernel = new SimulatedKernel(await loadBuiltinProfile('foreign-usb-in-group'));
+    await kernel.loadModule('vfio-pci');
+    kernel.setDriverBinding('0000:02:00.0', 'vfio-pci'); // the USB controller's owner gave it to vfio-pci
+    const engine = new HandoffEngine({ host: kernel, store: new MemoryStateStore(), clock: realClock, logger: silentLogger, verifyTimeoutMs: 200, writeTimeoutMs: 300 });
+    const driverOf = async (a: string) => (await kernel.readLink(`sys/bus/pci/devices/${a}/driver`))?.split('/').pop();
+    expect((await engine.apply([{ address: GPU, want: 'vfio' }])).gpus.map((g) => g.outcome)).toEqual(['prepared']);
+
+    kernel.injectReadFault({ path: /0000:01:00\.1\/(vendor|device|class)$/, errno: 'EIO' });
+    const report = await engine.apply([{ address: GPU, want: 'host' }]);
+    expect(report.gpus.map((g) => [g.outcome, g.error?.code])).toEqual([['rolled_back', 'VERIFY_FAILED']]);
+    expect([await driverOf(GPU), await driverOf(AUDIO), await driverOf('0000:02:00.0')]).toEqual(['vfio-pci', 'vfio-pci', 'vfio-pci']);
+    expect([...(await engine.records()).keys()]).toEqual([1]);
+  });
 });
