@@ -31,7 +31,7 @@ export const AREAS = {
 /**
  * Break thresholds (% of mutants killed or timed out), about one point under each area's score after its
  * complete run and the tests written from its survivors (2026-11-30, 2-core machine, concurrency 2):
- * handoff 98.34, executor 97.85, deviceplugin 95.67, operator 93.41, core 98.86. Every mutant still
+ * handoff 98.08, executor 97.85, deviceplugin 95.67, operator 93.41, core 98.86. Every mutant still
  * surviving is in test/mutation/EQUIVALENT.md with why no test can kill it.
  */
 export const BREAK = { handoff: 97, executor: 96, deviceplugin: 94, operator: 92, core: 97 };
