@@ -20,6 +20,9 @@ import { PROC_IOMEM } from '../sysfs/paths.js';
 import { VFIO_DRIVER } from './group.js';
 import { stepTarget, type Step } from './steps.js';
 
+/** How long a give-back probe waits for a driver to show before binding the original explicitly. */
+const PROBE_GRACE_MS = 500;
+
 export interface StepResult {
   readonly outcome: 'done' | 'skipped';
   readonly note?: string;
@@ -131,7 +134,10 @@ export class StepRunner {
     if (!(await this.driverLoaded(expect))) {
       return { outcome: 'done', note: `original driver ${expect} is not loaded; ${address} left ${(await this.driver(address)) ?? 'without a driver'}` };
     }
-    if ((await this.driver(address)) === undefined) {
+    // sysfs's drivers_probe has probed when the write returns, but where another process applies the writes
+    // (a host tree under --host-root) the driver shows a moment later: look again briefly before binding, or
+    // the explicit bind meets the probe's driver (EBUSY).
+    if ((await this.driver(address)) === undefined && !(await this.settles(async () => (await this.driver(address)) !== undefined, PROBE_GRACE_MS))) {
       // drivers_probe found no match (e.g. the driver only knew the device through a dynamic id): bind explicitly.
       await this.write(pciDriverFile(expect, 'bind'), address, signal).catch(() => undefined);
     }
@@ -196,6 +202,16 @@ export class StepRunner {
       throw err;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /** Whether `check` holds within `ms` (at most the verify timeout), polling like `until`. */
+  private async settles(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+    const deadline = this.deps.clock.now() + Math.min(ms, this.deps.verifyTimeoutMs);
+    for (;;) {
+      if (await check()) return true;
+      if (this.deps.clock.now() >= deadline) return false;
+      await this.deps.clock.sleep(this.deps.pollIntervalMs ?? 25);
     }
   }
 
